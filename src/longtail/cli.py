@@ -1,0 +1,82 @@
+"""Command line: ``longtail {train,eval,data} ...``.
+
+    longtail train RECIPE.yaml [key=value ...]      train; prints the run folder
+    longtail train RECIPE.yaml resume=RUN_DIR       continue an interrupted run exactly
+    longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
+    longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
+
+Problems the user can fix are printed as one ``error:`` line (exit status 2), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from longtail.errors import LongtailError
+
+
+def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
+    """The first argument is the recipe unless it is already a key=value override."""
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def cmd_train(args: list[str]) -> None:
+    from longtail.config import load_config
+    from longtail.train.trainer import train
+
+    recipe, overrides = _split_recipe(args)
+    if recipe is None and not any(o.startswith("resume=") for o in overrides):
+        raise LongtailError("longtail train needs a recipe: longtail train recipes/demo.yaml")
+    cfg = load_config(recipe, overrides)
+    run = train(cfg)
+    print(run)
+
+
+def cmd_eval(args: list[str]) -> None:
+    from longtail.train.evaluate_run import evaluate_run
+
+    if not args:
+        raise LongtailError("longtail eval needs a run folder: longtail eval runs/<run>")
+    result = evaluate_run(args[0], args[1:])
+    print(json.dumps(result))
+
+
+def cmd_data(args: list[str]) -> None:
+    from longtail.config import load_config
+    from longtail.train.data_setup import describe_subset
+
+    recipe, overrides = _split_recipe(args)
+    cfg = load_config(recipe, overrides)
+    print(json.dumps(describe_subset(cfg.data)))
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="longtail",
+        description="Long-tailed representation and classifier learning.",
+        epilog="Overrides are dotted key=value pairs, e.g. optim.lr=0.05 train.epochs=10.",
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="recipe or run folder, then key=value")
+    ns = parser.parse_args(argv)
+    try:
+        COMMANDS[ns.command](list(ns.args))
+    except LongtailError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: resume with  longtail train resume=<run folder>", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

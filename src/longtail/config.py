@@ -1,0 +1,293 @@
+"""Typed run configuration: the one home of every default.
+
+A recipe is a YAML file holding only what differs from these defaults; command-line overrides are
+``key=value`` pairs with dotted keys (``optim.lr=0.05``). Both are merged onto the dataclasses below
+with OmegaConf, which rejects unknown keys and wrong types; :func:`validate` then checks the values.
+Every problem becomes a one-line :class:`~longtail.errors.LongtailError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from longtail.errors import LongtailError
+
+
+@dataclass
+class DataConfig:
+    """Which images, and which long-tailed subset of the training split."""
+
+    dataset: str = "cifar10"  # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list
+    root: str = "../shared/data/cifar10-jpeg"
+    cache_dir: str = "data/cache"  # decoded uint8 arrays are cached here ("" disables the cache)
+    imbalance_ratio: float = 100.0  # r = n_max / n_min; 1 gives a balanced set
+    profile: str = "exp"  # exp: n_c = floor(n_max * r^(-c/(C-1))); step: half n_max, half n_max / r
+    n_max: int | None = None  # largest class; default: the largest class of the full training split
+    total: int | None = None  # fixed total size (same profile shape), for equal-size studies
+    subset_rule: str = "shuffle"  # shuffle: LDAM-DRW's seeded per-class shuffle; first: source order
+    subset_seed: int = 0
+    index_file: str | None = None  # reuse a saved lt_index.json instead of building the subset
+    test_limit: int | None = None  # evaluate on the first N test images only (smoke tests)
+
+
+@dataclass
+class AugmentConfig:
+    """Training-view augmentation, applied on whole batches on the device (per-sample parameters)."""
+
+    crop: str = "pad"  # pad (pad-and-crop) | resized (RandomResizedCrop) | none
+    padding: int = 4
+    pad_mode: str = "zeros"  # zeros (torchvision RandomCrop(padding=4), LDAM-DRW) | reflect
+    resized_scale: list[float] = field(default_factory=lambda: [0.2, 1.0])
+    flip: bool = True
+    jitter: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # b, c, s, hue
+    jitter_p: float = 0.8
+    grayscale_p: float = 0.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet32"
+    classifier: str = "linear"  # linear | cosine
+    kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {stem: cifar} for resnet18
+
+
+@dataclass
+class LossConfig:
+    """Classification loss. ``reweight_epoch`` switches on class-balanced weights (DRW, Cao et al.)."""
+
+    name: str = "ce"
+    reweight: str = "none"  # none | class_balanced (effective number, Cui et al. 2019)
+    beta: float = 0.9999  # class-balanced weights (1 - beta) / (1 - beta^n_c), normalised to sum C
+    reweight_epoch: int = 0  # epoch (0-based) from which the weights apply; 0 = from the start
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 2e-4
+    no_decay_1d: bool = False  # no weight decay on biases and norm parameters (1-D tensors)
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate factor per step: linear warm-up, then step decay or cosine."""
+
+    kind: str = "step"  # step | cosine | constant
+    warmup_epochs: float = 5.0
+    milestones: list[int] = field(default_factory=lambda: [160, 180])
+    gamma: float = 0.01  # step: factor applied at each milestone (LDAM-DRW: x0.01 at 160, x1e-4 at 180)
+    min_lr_factor: float = 0.0  # cosine floor, as a fraction of optim.lr
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    sampler: str = "random"  # random | class_balanced | sqrt
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    channels_last: str = "auto"  # auto (on GPU) | true | false
+    compile: bool = False
+    threads: int = 0  # CPU threads; 0 = all cores
+    max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    every: int = 1  # evaluate on the test set every N epochs (and always after the last)
+    batch_size: int = 1024
+    many_threshold: int = 100  # many: > 100 training images
+    few_threshold: int = 20  # few: < 20 training images
+
+
+@dataclass
+class PaperConfig:
+    top1: float | None = None
+    source: str | None = None
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    out_dir: str = "runs"
+    resume: str | None = None  # a run folder to continue
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.dataset": ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "split_list"),
+    "data.profile": ("exp", "step"),
+    "data.subset_rule": ("shuffle", "first"),
+    "augment.crop": ("pad", "resized", "none"),
+    "augment.pad_mode": ("zeros", "reflect"),
+    "model.classifier": ("linear", "cosine"),
+    "loss.name": ("ce",),
+    "loss.reweight": ("none", "class_balanced"),
+    "optim.name": ("sgd",),
+    "schedule.kind": ("step", "cosine", "constant"),
+    "train.sampler": ("random", "class_balanced", "sqrt"),
+    "train.precision": ("auto", "fp32", "bf16"),
+    "train.channels_last": ("auto", "true", "false"),
+}
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if is_dataclass(node):
+        keys: list[str] = []
+        for f in fields(node):
+            keys += _leaf_keys(getattr(node, f.name), f"{prefix}{f.name}.")
+        return keys
+    return [prefix.rstrip(".")]
+
+
+def _one_line(err: OmegaConfBaseException, source: str) -> LongtailError:
+    """Turn an OmegaConf error into one line naming the key, the problem and the fix."""
+    key = getattr(err, "full_key", None) or ""
+    msg = str(err).splitlines()[0]
+    if "not in" in msg or "Key '" in msg and "not" in msg:
+        suggestion = difflib.get_close_matches(key, _leaf_keys(Config()), n=1)
+        hint = f" (did you mean '{suggestion[0]}'?)" if suggestion else ""
+        return LongtailError(
+            f"unknown config key '{key}' in {source}{hint}: remove it or fix its spelling"
+        )
+    return LongtailError(f"bad value for '{key}' in {source}: {msg}; fix the value")
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item or item.startswith("="):
+        raise LongtailError(f"override '{item}' is not key=value: write e.g. optim.lr=0.05")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise LongtailError(f"override '{key}' goes below a plain value: check the key")
+    node[parts[-1]] = value
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError."""
+    base: DictConfig = OmegaConf.structured(Config)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if recipe is not None:
+        path = Path(recipe)
+        if not path.is_file():
+            raise LongtailError(f"recipe {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            line = getattr(getattr(err, "problem_mark", None), "line", None)
+            where = f" at line {line + 1}" if line is not None else ""
+            raise LongtailError(f"recipe {path} is not valid YAML{where}: fix its syntax") from None
+        if not isinstance(loaded, dict):
+            raise LongtailError(f"recipe {path} must be a mapping of keys: see recipes/demo.yaml")
+        layers.append((f"recipe {path}", loaded))
+    cli: dict[str, Any] = {}
+    for item in overrides or []:
+        key, value = _parse_override(item)
+        _set_dotted(cli, key, value)
+    if cli:
+        layers.append(("the command line", cli))
+    for source, layer in layers:
+        try:
+            base = OmegaConf.merge(base, layer)  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            raise _one_line(err, source) from None
+    try:
+        cfg = OmegaConf.to_object(base)
+    except OmegaConfBaseException as err:
+        raise _one_line(err, "the config") from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check values that types alone cannot: choices, ranges, cross-field consistency."""
+    for key, options in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in options:
+            raise LongtailError(f"{key}={value!r} is not one of {', '.join(options)}: pick one of them")
+    ratio = cfg.data.imbalance_ratio
+    if not math.isfinite(ratio) or ratio < 1:
+        raise LongtailError(
+            f"data.imbalance_ratio must be >= 1 (got {ratio}): r = n_max / n_min, 1 is balanced"
+        )
+    positive = {
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "optim.lr": cfg.optim.lr,
+        "eval.every": cfg.eval.every,
+        "eval.batch_size": cfg.eval.batch_size,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise LongtailError(f"{key} must be > 0 (got {value}): fix the recipe or override")
+    if cfg.optim.weight_decay < 0 or cfg.optim.momentum < 0:
+        raise LongtailError("optim.weight_decay and optim.momentum must be >= 0: fix the recipe")
+    if not 0 <= cfg.loss.beta < 1:
+        raise LongtailError(f"loss.beta must be in [0, 1) (got {cfg.loss.beta}): e.g. 0.9999")
+    if cfg.schedule.warmup_epochs < 0:
+        raise LongtailError(f"schedule.warmup_epochs must be >= 0 (got {cfg.schedule.warmup_epochs})")
+    if sorted(cfg.schedule.milestones) != list(cfg.schedule.milestones):
+        raise LongtailError("schedule.milestones must be increasing epochs, e.g. [160, 180]")
+    if len(cfg.augment.jitter) != 4 or any(v < 0 for v in cfg.augment.jitter):
+        raise LongtailError("augment.jitter takes 4 values >= 0: [brightness, contrast, saturation, hue]")
+    for key in ("augment.jitter_p", "augment.grayscale_p"):
+        section, name = key.split(".")
+        p = getattr(getattr(cfg, section), name)
+        if not 0 <= p <= 1:
+            raise LongtailError(f"{key} must be a probability in [0, 1] (got {p})")
+    if cfg.data.total is not None and cfg.data.total <= 0:
+        raise LongtailError(f"data.total must be > 0 (got {cfg.data.total})")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(tree: dict[str, Any], source: str = "a saved config") -> Config:
+    """Rebuild a Config from a resolved dump (a run folder's config.yaml)."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), tree)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _one_line(err, source) from None
+    assert isinstance(cfg, Config)
+    validate(cfg)
+    return cfg

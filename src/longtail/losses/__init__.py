@@ -1,0 +1,5 @@
+"""Losses for long-tailed learning."""
+
+from longtail.losses.reweighting import class_balanced_weights
+
+__all__ = ["class_balanced_weights"]

@@ -1,0 +1,127 @@
+"""From a DataConfig to device-resident training and test tensors, and the saved LT index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from longtail.config import DataConfig
+from longtail.data.arrays import ImageArrays
+from longtail.data.loader import to_device_tensor
+from longtail.data.lt_index import (
+    counts_for_total,
+    load_indices,
+    long_tail_counts,
+    long_tail_indices,
+)
+from longtail.data.registry import dataset_stats, load_split
+from longtail.errors import LongtailError
+
+
+@dataclass
+class PreparedData:
+    """Everything the epoch loop needs from the data, on one device."""
+
+    train_images: torch.Tensor  # uint8 [N, C, H, W]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M, C, H, W]
+    test_labels: torch.Tensor  # int64 [M]
+    classes: list[str]
+    train_counts: list[int]  # per class, in the long-tailed training subset
+    mean: list[float]  # per channel, of the full training split, in [0, 1] units
+    std: list[float]
+    index_record: dict[str, Any] = field(default_factory=dict)  # what lt_index.json holds
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.train_images.shape[1])
+
+
+def _load(cfg: DataConfig, split: str) -> ImageArrays:
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    return load_split(cfg.dataset, cfg.root, split, cache_dir=cache)
+
+
+def subset_counts(cfg: DataConfig, full_counts: list[int]) -> list[int]:
+    """Per-class counts of the long-tailed subset the config asks for."""
+    num_classes = len(full_counts)
+    if cfg.total is not None:
+        return counts_for_total(
+            cfg.total, num_classes, cfg.imbalance_ratio, cfg.profile, available=full_counts
+        )
+    n_max = cfg.n_max if cfg.n_max is not None else max(full_counts)
+    return long_tail_counts(n_max, num_classes, cfg.imbalance_ratio, cfg.profile)
+
+
+def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """The LT subset as a record: indices, counts, and how they were chosen (lt_index.json)."""
+    if cfg.index_file:
+        record = load_indices(Path(cfg.index_file))
+        indices = np.asarray(record["indices"], dtype=np.int64)
+        if indices.size == 0 or indices.min() < 0 or indices.max() >= len(labels):
+            raise LongtailError(
+                f"data.index_file {cfg.index_file} has indices outside the {len(labels)} training"
+                " images: it was saved for another dataset; rebuild it or fix data.root"
+            )
+    else:
+        full_counts = np.bincount(labels, minlength=num_classes).tolist()
+        counts = subset_counts(cfg, full_counts)
+        indices = long_tail_indices(labels, counts, seed=cfg.subset_seed, rule=cfg.subset_rule)
+        record = {
+            "dataset": cfg.dataset,
+            "ratio": cfg.imbalance_ratio,
+            "profile": cfg.profile,
+            "seed": cfg.subset_seed,
+            "rule": cfg.subset_rule,
+        }
+    counts = np.bincount(labels[indices], minlength=num_classes).tolist()
+    empty = [c for c, n in enumerate(counts) if n == 0]
+    if empty:
+        raise LongtailError(
+            f"class {empty[0]} has zero training images after subsetting: lower"
+            " data.imbalance_ratio or raise data.n_max / data.total"
+        )
+    record.update({"indices": indices.tolist(), "counts": counts, "total": int(len(indices))})
+    return record
+
+
+def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
+    """Read (through the cache), subset, and move to ``device`` the training and test splits."""
+    full = _load(cfg, "train")
+    test = _load(cfg, "test")
+    if test.num_classes != full.num_classes:
+        raise LongtailError(
+            f"train has {full.num_classes} classes but test has {test.num_classes}: both splits"
+            " must hold the same class folders"
+        )
+    record = choose_indices(cfg, full.labels, full.num_classes)
+    train = full.subset(np.asarray(record["indices"], dtype=np.int64))
+    if cfg.test_limit is not None:
+        test = test.subset(np.arange(min(cfg.test_limit, len(test.labels))))
+    mean, std = dataset_stats(full)
+    return PreparedData(
+        train_images=to_device_tensor(train.images, device),
+        train_labels=torch.as_tensor(train.labels, dtype=torch.int64, device=device),
+        test_images=to_device_tensor(test.images, device),
+        test_labels=torch.as_tensor(test.labels, dtype=torch.int64, device=device),
+        classes=list(full.classes),
+        train_counts=list(record["counts"]),
+        mean=list(mean),
+        std=list(std),
+        index_record=record,
+    )
+
+
+def describe_subset(cfg: DataConfig) -> dict[str, Any]:
+    """``{"dataset", "counts", "total"}`` of the training index a config builds (``longtail data``)."""
+    full = _load(cfg, "train")
+    record = choose_indices(cfg, full.labels, full.num_classes)
+    return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}

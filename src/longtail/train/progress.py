@@ -1,0 +1,55 @@
+"""Progress display: one tqdm bar over the whole run (epoch, step, loss, images/s, ETA)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from tqdm import tqdm
+
+
+class Progress:
+    """A bar over all remaining steps; a plain line per epoch when the bar is off or not a TTY."""
+
+    def __init__(self, total: int, batch_size: int, enabled: bool = True) -> None:
+        self.batch_size = batch_size
+        self.epoch_steps = 0
+        self.start = time.perf_counter()
+        self._epoch_start = self.start
+        self.bar: tqdm[Any] | None = None
+        if enabled and sys.stderr.isatty():
+            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+        self.enabled = enabled
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self.start
+
+    def update(self, steps: int, epoch: int, epochs: int, loss: float) -> None:
+        self.epoch_steps += steps
+        if self.bar is None:
+            return
+        rate = self.epoch_steps * self.batch_size / max(time.perf_counter() - self._epoch_start, 1e-9)
+        self.bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+        self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:,.0f}", refresh=False)
+        self.bar.update(steps)
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        self.epoch_steps = 0
+        self._epoch_start = time.perf_counter()
+        if self.enabled and self.bar is None:
+            top1 = record.get("top1")
+            acc = f" top1 {top1:.2f}%" if top1 is not None else ""
+            print(
+                f"epoch {record['epoch']} loss {record['train_loss']:.4f}{acc}"
+                f" {record['images_per_s']:,.0f} img/s {record['wall_s']:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif self.bar is not None and record.get("top1") is not None:
+            self.bar.write(f"epoch {record['epoch']}: top1 {record['top1']:.2f}%")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
