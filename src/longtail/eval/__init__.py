@@ -1,0 +1,24 @@
+"""Evaluation: confusion matrix, per-class and many/medium/few accuracies, the per-class plot.
+
+Conventions (CONVENTIONS.md): evaluation always takes ``num_classes`` and the training class
+counts explicitly; a class absent from the evaluation set has no accuracy (NaN inside, ``None`` in
+JSON) and is left out of every mean; an empty group is ``None``.
+"""
+
+from longtail.eval.groups import group_means, rank_groups, shot_groups, summarize
+from longtail.eval.metrics import confusion_matrix, per_class_accuracy, top1
+from longtail.eval.plots import plot_per_class_accuracy
+from longtail.eval.predict import evaluate, predict
+
+__all__ = [
+    "confusion_matrix",
+    "evaluate",
+    "group_means",
+    "per_class_accuracy",
+    "plot_per_class_accuracy",
+    "predict",
+    "rank_groups",
+    "shot_groups",
+    "summarize",
+    "top1",
+]
