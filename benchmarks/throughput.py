@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     recipes = [i for i in args.items if i.endswith(".yaml")] or ["recipes/demo.yaml"]
     overrides = [i for i in args.items if not i.endswith(".yaml")]
     records = [measure(r, overrides, args.steps, args.warmup) for r in recipes]
-    print(f"{'recipe':40s} {'device':28s} {'batch':>5s} {'ms/step':>9s} {'img/s':>9s} {'epoch s':>8s}")
+    print(
+        f"{'recipe':40s} {'device':28s} {'batch':>5s} {'ms/step':>9s} {'img/s':>9s} {'epoch s':>8s}"
+    )
     for r in records:
         print(
             f"{r['recipe']:40s} {r['device'][:28]:28s} {r['batch_size']:5d} {r['ms_per_step']:9.2f}"

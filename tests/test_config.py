@@ -20,7 +20,9 @@ def test_defaults_without_recipe() -> None:
 def test_recipe_then_overrides_take_precedence(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("optim:\n  lr: 0.5\ntrain:\n  epochs: 7\n")
-    cfg = load_config(recipe, ["optim.lr=0.05", "model.kwargs.stem=cifar", "schedule.milestones=[3,5]"])
+    cfg = load_config(
+        recipe, ["optim.lr=0.05", "model.kwargs.stem=cifar", "schedule.milestones=[3,5]"]
+    )
     assert cfg.optim.lr == 0.05
     assert cfg.train.epochs == 7
     assert cfg.model.kwargs == {"stem": "cifar"}

@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Overrides are dotted key=value pairs, e.g. optim.lr=0.05 train.epochs=10.",
     )
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="recipe or run folder, then key=value")
+    parser.add_argument(
+        "args", nargs=argparse.REMAINDER, help="recipe or run folder, then key=value"
+    )
     ns = parser.parse_args(argv)
     try:
         COMMANDS[ns.command](list(ns.args))

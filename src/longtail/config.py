@@ -25,14 +25,18 @@ from longtail.errors import LongtailError
 class DataConfig:
     """Which images, and which long-tailed subset of the training split."""
 
-    dataset: str = "cifar10"  # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list
+    dataset: str = (
+        "cifar10"  # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list
+    )
     root: str = "../shared/data/cifar10-jpeg"
-    cache_dir: str = "data/cache"  # decoded uint8 arrays are cached here ("" disables the cache)
+    cache_dir: str | None = "data/cache"  # decoded uint8 arrays are cached here (null: no cache)
     imbalance_ratio: float = 100.0  # r = n_max / n_min; 1 gives a balanced set
     profile: str = "exp"  # exp: n_c = floor(n_max * r^(-c/(C-1))); step: half n_max, half n_max / r
     n_max: int | None = None  # largest class; default: the largest class of the full training split
     total: int | None = None  # fixed total size (same profile shape), for equal-size studies
-    subset_rule: str = "shuffle"  # shuffle: LDAM-DRW's seeded per-class shuffle; first: source order
+    subset_rule: str = (
+        "shuffle"  # shuffle: LDAM-DRW's seeded per-class shuffle; first: source order
+    )
     subset_seed: int = 0
     index_file: str | None = None  # reuse a saved lt_index.json instead of building the subset
     test_limit: int | None = None  # evaluate on the first N test images only (smoke tests)
@@ -86,7 +90,9 @@ class ScheduleConfig:
     kind: str = "step"  # step | cosine | constant
     warmup_epochs: float = 5.0
     milestones: list[int] = field(default_factory=lambda: [160, 180])
-    gamma: float = 0.01  # step: factor applied at each milestone (LDAM-DRW: x0.01 at 160, x1e-4 at 180)
+    gamma: float = (
+        0.01  # step: factor applied at each milestone (LDAM-DRW: x0.01 at 160, x1e-4 at 180)
+    )
     min_lr_factor: float = 0.0  # cosine floor, as a fraction of optim.lr
 
 
@@ -98,9 +104,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
-    channels_last: str = "auto"  # auto (on GPU) | true | false
+    channels_last: bool | None = None  # None: on GPU only (measured faster on CPU too: see README)
     compile: bool = False
-    threads: int = 0  # CPU threads; 0 = all cores
+    threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
     progress: bool = True
 
@@ -148,7 +154,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": ("step", "cosine", "constant"),
     "train.sampler": ("random", "class_balanced", "sqrt"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "train.channels_last": ("auto", "true", "false"),
 }
 
 
@@ -202,7 +207,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     if recipe is not None:
         path = Path(recipe)
         if not path.is_file():
-            raise LongtailError(f"recipe {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml")
+            raise LongtailError(
+                f"recipe {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
+            )
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
@@ -238,7 +245,9 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in options:
-            raise LongtailError(f"{key}={value!r} is not one of {', '.join(options)}: pick one of them")
+            raise LongtailError(
+                f"{key}={value!r} is not one of {', '.join(options)}: pick one of them"
+            )
     ratio = cfg.data.imbalance_ratio
     if not math.isfinite(ratio) or ratio < 1:
         raise LongtailError(
@@ -259,11 +268,15 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.loss.beta < 1:
         raise LongtailError(f"loss.beta must be in [0, 1) (got {cfg.loss.beta}): e.g. 0.9999")
     if cfg.schedule.warmup_epochs < 0:
-        raise LongtailError(f"schedule.warmup_epochs must be >= 0 (got {cfg.schedule.warmup_epochs})")
+        raise LongtailError(
+            f"schedule.warmup_epochs must be >= 0 (got {cfg.schedule.warmup_epochs})"
+        )
     if sorted(cfg.schedule.milestones) != list(cfg.schedule.milestones):
         raise LongtailError("schedule.milestones must be increasing epochs, e.g. [160, 180]")
     if len(cfg.augment.jitter) != 4 or any(v < 0 for v in cfg.augment.jitter):
-        raise LongtailError("augment.jitter takes 4 values >= 0: [brightness, contrast, saturation, hue]")
+        raise LongtailError(
+            "augment.jitter takes 4 values >= 0: [brightness, contrast, saturation, hue]"
+        )
     for key in ("augment.jitter_p", "augment.grayscale_p"):
         section, name = key.split(".")
         p = getattr(getattr(cfg, section), name)

@@ -19,6 +19,8 @@ def class_balanced_weights(counts: Sequence[int], beta: float) -> torch.Tensor:
     n = torch.as_tensor(list(counts), dtype=torch.float64)
     present = n > 0
     weights = torch.zeros_like(n)
-    weights[present] = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=n.dtype), n[present]))
+    weights[present] = (1.0 - beta) / (
+        1.0 - torch.pow(torch.tensor(beta, dtype=n.dtype), n[present])
+    )
     weights = weights / weights.sum() * len(n)
     return weights.float()

@@ -64,8 +64,7 @@ def subset_counts(cfg: DataConfig, full_counts: list[int]) -> list[int]:
 def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
     """The LT subset as a record: indices, counts, and how they were chosen (lt_index.json)."""
     if cfg.index_file:
-        record = load_indices(Path(cfg.index_file))
-        indices = np.asarray(record["indices"], dtype=np.int64)
+        indices, record = load_indices(Path(cfg.index_file))
         if indices.size == 0 or indices.min() < 0 or indices.max() >= len(labels):
             raise LongtailError(
                 f"data.index_file {cfg.index_file} has indices outside the {len(labels)} training"

@@ -29,7 +29,9 @@ def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None) -> dic
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         if section not in ("train", "eval", "data") or not name:
-            raise LongtailError(f"eval override '{item}' is not allowed: only train.*, eval.*, data.*")
+            raise LongtailError(
+                f"eval override '{item}' is not allowed: only train.*, eval.*, data.*"
+            )
         tree.setdefault(section, {})[name] = yaml.safe_load(value)
     tree["data"]["index_file"] = str(run.file(INDEX))  # the exact subset the run trained on
     cfg = from_dict(tree, f"{run.path}/{CONFIG}")

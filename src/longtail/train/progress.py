@@ -30,7 +30,9 @@ class Progress:
         self.epoch_steps += steps
         if self.bar is None:
             return
-        rate = self.epoch_steps * self.batch_size / max(time.perf_counter() - self._epoch_start, 1e-9)
+        rate = (
+            self.epoch_steps * self.batch_size / max(time.perf_counter() - self._epoch_start, 1e-9)
+        )
         self.bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
         self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:,.0f}", refresh=False)
         self.bar.update(steps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from contextlib import AbstractContextManager, nullcontext
@@ -22,7 +21,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise LongtailError(f"train.device={name!r} is not a device: use auto, cpu or cuda") from None
+        raise LongtailError(
+            f"train.device={name!r} is not a device: use auto, cpu or cuda"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LongtailError("train.device=cuda but no GPU is visible: use train.device=cpu")
     return device
@@ -42,13 +43,15 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContext
 
 
 def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    if cfg.channels_last == "auto":
+    if cfg.channels_last is None:
         return device.type == "cuda"
-    return cfg.channels_last == "true"
+    return cfg.channels_last
 
 
 def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads if threads > 0 else max(os.cpu_count() or 1, 1))
+    """Use ``threads`` CPU threads; 0 keeps torch's setting (all cores, or OMP_NUM_THREADS)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int) -> None:

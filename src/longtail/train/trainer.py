@@ -27,8 +27,8 @@ from longtail.optim.schedules import lr_factor
 from longtail.train import runtime
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.progress import Progress
-from longtail.train.step import CrossEntropyStep
 from longtail.train.run_folder import CHECKPOINT, INDEX, PLOT, RunFolder
+from longtail.train.step import CrossEntropyStep
 
 SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
 
@@ -75,7 +75,9 @@ def _open_run(cfg: Config) -> tuple[Config, RunFolder, dict[str, Any] | None]:
     run = RunFolder.open(cfg.resume)
     import yaml
 
-    saved = from_dict(yaml.safe_load(run.file("config.yaml").read_text()), f"{run.path}/config.yaml")
+    saved = from_dict(
+        yaml.safe_load(run.file("config.yaml").read_text()), f"{run.path}/config.yaml"
+    )
     # The saved config defines the run; only its length and how it is shown may change on resume.
     saved = replace(
         saved,
@@ -98,7 +100,9 @@ def train(cfg: Config) -> Path:
     """Train as configured; return the run folder. Raises LongtailError on bad input or NaN loss."""
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
-    data = prepare_data(cfg.data, device)  # before any folder exists: bad data leaves nothing behind
+    data = prepare_data(
+        cfg.data, device
+    )  # before any folder exists: bad data leaves nothing behind
     cfg, run, state = _open_run(cfg)
     if state is None:
         run.write_config(to_yaml(cfg))
