@@ -4,6 +4,7 @@
     longtail train RECIPE.yaml resume=RUN_DIR       continue an interrupted run exactly
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
+    longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
 
 Problems the user can fix are printed as one ``error:`` line (exit status 2), without a traceback.
 """
@@ -55,7 +56,20 @@ def cmd_data(args: list[str]) -> None:
     print(json.dumps(describe_subset(cfg.data)))
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data}
+def cmd_pack(args: list[str]) -> None:
+    from longtail.config import load_config
+    from longtail.train.pack_recipe import build_pack
+
+    recipe, rest = _split_recipe(args)
+    if recipe is None or not rest or "=" in rest[0]:
+        raise LongtailError(
+            "longtail pack needs a recipe and an output file: longtail pack R.yaml OUT.npz"
+        )
+    cfg = load_config(recipe, rest[1:])
+    print(json.dumps(build_pack(cfg.data, rest[0])))
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "pack": cmd_pack}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

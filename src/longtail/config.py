@@ -25,10 +25,11 @@ from longtail.errors import LongtailError
 class DataConfig:
     """Which images, and which long-tailed subset of the training split."""
 
-    dataset: str = (
-        "cifar10"  # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list
-    )
-    root: str = "../shared/data/cifar10-jpeg"
+    # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list | pack
+    dataset: str = "cifar10"
+    root: str = "../shared/data/cifar10-jpeg"  # relative paths resolve against the current folder
+    channels: int | None = None  # 1 or 3; None keeps the dataset's own (1 for MNIST-likes)
+    image_size: int | None = None  # split_list only: resize the shorter side, then centre-crop
     cache_dir: str | None = "data/cache"  # decoded uint8 arrays are cached here (null: no cache)
     imbalance_ratio: float = 100.0  # r = n_max / n_min; 1 gives a balanced set
     profile: str = "exp"  # exp: n_c = floor(n_max * r^(-c/(C-1))); step: half n_max, half n_max / r
@@ -142,7 +143,15 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.dataset": ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "split_list"),
+    "data.dataset": (
+        "cifar10",
+        "cifar100",
+        "fashion_mnist",
+        "mnist",
+        "imagefolder",
+        "split_list",
+        "pack",
+    ),
     "data.profile": ("exp", "step"),
     "data.subset_rule": ("shuffle", "first"),
     "augment.crop": ("pad", "resized", "none"),

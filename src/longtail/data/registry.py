@@ -12,7 +12,7 @@ from longtail.data.arrays import ImageArrays
 from longtail.data.cache import cached
 from longtail.data.readers.cifar import CIFAR10_DIR, CIFAR100_DIR, find_cifar_dir, read_cifar
 from longtail.data.readers.idx import locate_mnist_like, read_mnist_like
-from longtail.data.readers.imagefolder import read_image_folder
+from longtail.data.readers.imagefolder import list_image_folder, read_image_folder
 from longtail.data.readers.split_list import decode_file_list, read_split_list
 from longtail.errors import LongtailError
 
@@ -172,3 +172,12 @@ def dataset_stats(arrays: ImageArrays) -> tuple[list[float], list[float]]:
     means = (histogram @ values) / n
     variances = (histogram @ values**2) / n - means**2
     return [float(m) for m in means], [float(v) for v in np.sqrt(np.maximum(variances, 0.0))]
+
+
+def image_files(dataset: str, root: str | Path, split: str) -> list[Path] | None:
+    """The image file of every record of a split, in record order, when the dataset reads files
+    unchanged (ImageFolder trees, the CIFAR-10 JPEG copy); None for arrays (pickles, idx) and for
+    split lists (those are resized on decoding)."""
+    root = Path(root).expanduser()
+    reader, _, _ = _plan(dataset, root, split, 3, None, None, 1)
+    return list_image_folder(root, split).paths if reader == "imagefolder" else None

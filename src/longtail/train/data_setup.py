@@ -18,6 +18,7 @@ from longtail.data.lt_index import (
     long_tail_counts,
     long_tail_indices,
 )
+from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.registry import dataset_stats, load_split
 from longtail.errors import LongtailError
 
@@ -45,9 +46,34 @@ class PreparedData:
         return int(self.train_images.shape[1])
 
 
-def _load(cfg: DataConfig, split: str) -> ImageArrays:
+def load_arrays(cfg: DataConfig, split: str) -> ImageArrays:
+    """One full split, decoded (through the cache when ``cfg.cache_dir`` is set)."""
+    if cfg.dataset == "pack":
+        return read_pack(cfg.root, split)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    return load_split(cfg.dataset, cfg.root, split, cache_dir=cache)
+    return load_split(
+        cfg.dataset,
+        cfg.root,
+        split,
+        cache_dir=cache,
+        channels=cfg.channels,
+        image_size=cfg.image_size,
+    )
+
+
+def _pack_record(cfg: DataConfig) -> dict[str, Any]:
+    """A pack's stored LT record, checked against what the recipe asks for."""
+    meta = read_pack_meta(cfg.root)
+    record = dict(meta["lt_index"])
+    for key, value in (("ratio", cfg.imbalance_ratio), ("profile", cfg.profile)):
+        if record.get(key) is not None and record[key] != value:
+            raise LongtailError(
+                f"data pack {cfg.root} holds a subset with {key}={record[key]}, the recipe asks"
+                f" for {value}: rebuild the pack with 'longtail pack' from this recipe"
+            )
+    record["indices"] = list(range(record["total"]))  # the pack's train split IS the subset
+    record["source_indices"] = meta["lt_index"]["indices"]
+    return record
 
 
 def subset_counts(cfg: DataConfig, full_counts: list[int]) -> list[int]:
@@ -94,18 +120,23 @@ def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dic
 
 def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
     """Read (through the cache), subset, and move to ``device`` the training and test splits."""
-    full = _load(cfg, "train")
-    test = _load(cfg, "test")
+    full = load_arrays(cfg, "train")
+    test = load_arrays(cfg, "test")
     if test.num_classes != full.num_classes:
         raise LongtailError(
             f"train has {full.num_classes} classes but test has {test.num_classes}: both splits"
             " must hold the same class folders"
         )
-    record = choose_indices(cfg, full.labels, full.num_classes)
-    train = full.subset(np.asarray(record["indices"], dtype=np.int64))
+    if cfg.dataset == "pack":
+        record, train = _pack_record(cfg), full
+        meta = read_pack_meta(cfg.root)
+        mean, std = meta["mean"], meta["std"]  # of the source's full training split
+    else:
+        record = choose_indices(cfg, full.labels, full.num_classes)
+        train = full.subset(np.asarray(record["indices"], dtype=np.int64))
+        mean, std = dataset_stats(full)
     if cfg.test_limit is not None:
         test = test.subset(np.arange(min(cfg.test_limit, len(test.labels))))
-    mean, std = dataset_stats(full)
     return PreparedData(
         train_images=to_device_tensor(train.images, device),
         train_labels=torch.as_tensor(train.labels, dtype=torch.int64, device=device),
@@ -121,6 +152,9 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
 
 def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     """``{"dataset", "counts", "total"}`` of the training index a config builds (``longtail data``)."""
-    full = _load(cfg, "train")
+    if cfg.dataset == "pack":
+        record = _pack_record(cfg)
+        return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
+    full = load_arrays(cfg, "train")
     record = choose_indices(cfg, full.labels, full.num_classes)
     return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}

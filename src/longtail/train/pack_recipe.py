@@ -1,0 +1,52 @@
+"""``longtail pack RECIPE OUT``: a recipe's LT training subset and test split in one encoded file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longtail.config import DataConfig
+from longtail.data.arrays import ImageArrays
+from longtail.data.pack import encode_png, write_pack
+from longtail.data.registry import dataset_stats, image_files
+from longtail.train.data_setup import choose_indices, load_arrays
+
+
+def _encoded(cfg: DataConfig, split: str, arrays: ImageArrays, indices: np.ndarray) -> list[bytes]:
+    """Source file bytes where the dataset is image files (exact), else lossless PNG."""
+    files = image_files(cfg.dataset, cfg.root, split)
+    if files is not None and cfg.channels in (None, 3):
+        return [files[i].read_bytes() for i in indices]
+    return [encode_png(arrays.images[i]) for i in indices]
+
+
+def build_pack(cfg: DataConfig, out: str | Path) -> dict[str, Any]:
+    """Write the pack for ``cfg`` to ``out``; return a summary (counts, sizes)."""
+    full = load_arrays(cfg, "train")
+    test = load_arrays(cfg, "test")
+    record = choose_indices(cfg, full.labels, full.num_classes)
+    train_idx = np.asarray(record["indices"], dtype=np.int64)
+    test_idx = np.arange(len(test.labels) if cfg.test_limit is None else cfg.test_limit)
+    mean, std = dataset_stats(full)
+    splits = {
+        "train": (_encoded(cfg, "train", full, train_idx), full.labels[train_idx]),
+        "test": (_encoded(cfg, "test", test, test_idx), test.labels[test_idx]),
+    }
+    meta = {
+        "classes": list(full.classes),
+        "channels": int(full.images.shape[-1]),
+        "mean": mean,
+        "std": std,
+        "lt_index": record,
+        "source": {"dataset": cfg.dataset, "root": str(cfg.root)},
+    }
+    write_pack(Path(out), splits, meta)
+    return {
+        "pack": str(out),
+        "bytes": Path(out).stat().st_size,
+        "train": len(train_idx),
+        "test": len(test_idx),
+        "counts": record["counts"],
+    }

@@ -1,0 +1,47 @@
+"""Every shipped recipe trains two steps, in-process, on a few hundred of its real images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from longtail.config import load_config
+from longtail.train.trainer import train
+from shared_data import REPO, require_fashion_mnist, require_shared
+
+RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+def _require_data(root: str) -> None:
+    path = (REPO / root).resolve()
+    if path == (REPO / "data" / "fashion-mnist").resolve():
+        require_fashion_mnist()
+    elif "shared/data/" in str(path):
+        require_shared(str(path).split("shared/data/", 1)[1])
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+def test_recipe_smoke(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # recipes name data relative to the repository root
+    cfg = load_config(recipe)
+    _require_data(cfg.data.root)
+    small = [
+        "data.total=300",  # the recipe's own ratio and profile, a few hundred images
+        "data.test_limit=200",
+        "data.cache_dir=null",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=2",
+        "train.batch_size=32",
+        "train.progress=false",
+        f"out_dir={tmp_path}",
+    ]
+    small_cfg = load_config(recipe, small)
+    run = train(small_cfg)
+    final = json.loads((run / "final.json").read_text())
+    assert sum(final["train_counts"]) == 300
+    assert max(final["train_counts"]) / min(final["train_counts"]) == pytest.approx(
+        cfg.data.imbalance_ratio, rel=0.5
+    )
+    assert final["paper_top1"] == cfg.paper.top1
