@@ -26,6 +26,8 @@ demo: venv data
 	$(BIN)/longtail train recipes/demo.yaml
 
 test: venv data
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q -n 2
 
 lint: venv

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ def _concat(blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 def write_pack(
     path: Path,
-    splits: dict[str, tuple[Sequence[bytes], np.ndarray]],
+    splits: Mapping[str, tuple[Sequence[bytes], np.ndarray]],
     meta: dict[str, Any],
 ) -> None:
     """Write encoded images and labels per split plus ``meta`` (JSON-able) atomically to ``path``."""

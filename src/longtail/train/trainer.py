@@ -57,7 +57,7 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
     )
     model = model.to(device)
     if runtime.use_channels_last(cfg.train, device):
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
@@ -177,6 +177,7 @@ def _fit(
         loss_sum = torch.zeros((), device=device)
         seen = 0
         for i, (x, y) in enumerate(loader):
+            assert isinstance(x, torch.Tensor)  # one view
             if i >= steps_per_epoch:
                 break
             step = epoch * steps_per_epoch + i
