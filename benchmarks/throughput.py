@@ -20,15 +20,10 @@ from typing import Any
 import torch
 
 from longtail.config import load_config
-from longtail.data.augment import BatchAugment
-from longtail.data.loader import DeviceLoader
-from longtail.data.samplers import IndexSampler
 from longtail.io import atomic_write_json
-from longtail.optim.param_groups import param_groups
 from longtail.train import runtime
 from longtail.train.data_setup import prepare_data
-from longtail.train.step import CrossEntropyStep
-from longtail.train.trainer import augment_spec, build_model
+from longtail.train.trainer import build_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -42,27 +37,9 @@ def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[
     cfg = load_config(recipe, overrides)
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
-    runtime.seed_everything(cfg.train.seed)
     data = prepare_data(cfg.data, device)
-    model = build_model(cfg, data, device)
-    optimizer = torch.optim.SGD(
-        param_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay_1d),
-        lr=cfg.optim.lr,
-        momentum=cfg.optim.momentum,
-    )
-    generator = torch.Generator(device=device).manual_seed(0)
-    sampler = IndexSampler(
-        data.train_labels,
-        data.num_classes,
-        cfg.train.batch_size,
-        mode=cfg.train.sampler,  # type: ignore[arg-type]
-        generator=generator,
-    )
-    aug = BatchAugment(augment_spec(cfg), data.mean, data.std, generator=generator)
-    loader = DeviceLoader(data.train_images, data.train_labels, sampler, [aug])
-    amp = runtime.autocast_dtype(cfg.train, device)
-    channels_last = runtime.use_channels_last(cfg.train, device)
-    step = CrossEntropyStep(model, optimizer, device, amp, channels_last, cfg.train.compile)
+    parts = build_training(cfg, data, device)
+    model, loader, step = parts.model, parts.loader, parts.step
 
     def batches():  # type: ignore[no-untyped-def]
         while True:

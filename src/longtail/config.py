@@ -105,7 +105,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
-    channels_last: bool | None = None  # None: on GPU only (measured faster on CPU too: see README)
+    channels_last: bool = True  # NHWC activations: faster on GPU, and on CPU (ResNet-20: +35%)
     compile: bool = False
     threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)

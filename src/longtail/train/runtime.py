@@ -42,12 +42,6 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    if cfg.channels_last is None:
-        return device.type == "cuda"
-    return cfg.channels_last
-
-
 def set_threads(threads: int) -> None:
     """Use ``threads`` CPU threads; 0 keeps torch's setting (all cores, or OMP_NUM_THREADS)."""
     if threads > 0:

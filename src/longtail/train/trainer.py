@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
         **cfg.model.kwargs,
     )
     model = model.to(device)
-    if runtime.use_channels_last(cfg.train, device):
+    if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
@@ -100,9 +100,8 @@ def train(cfg: Config) -> Path:
     """Train as configured; return the run folder. Raises LongtailError on bad input or NaN loss."""
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
-    data = prepare_data(
-        cfg.data, device
-    )  # before any folder exists: bad data leaves nothing behind
+    # Data first: bad data stops the run before any folder exists.
+    data = prepare_data(cfg.data, device)
     cfg, run, state = _open_run(cfg)
     if state is None:
         run.write_config(to_yaml(cfg))
@@ -118,14 +117,18 @@ def train(cfg: Config) -> Path:
     return run.path
 
 
-def _fit(
-    cfg: Config,
-    data: PreparedData,
-    device: torch.device,
-    run: RunFolder,
-    state: dict[str, Any] | None,
-) -> dict[str, Any]:
-    t_start = time.perf_counter()
+@dataclass
+class TrainingParts:
+    """What one supervised run is made of: built the same way by the trainer and the benchmarks."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DeviceLoader
+    step: CrossEntropyStep
+
+
+def build_training(cfg: Config, data: PreparedData, device: torch.device) -> TrainingParts:
+    """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step."""
     runtime.seed_everything(cfg.train.seed)
     model = build_model(cfg, data, device)
     optimizer = torch.optim.SGD(
@@ -134,22 +137,39 @@ def _fit(
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
     )
-    generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
     sampler = IndexSampler(
         data.train_labels,
         data.num_classes,
         cfg.train.batch_size,
         mode=cfg.train.sampler,  # type: ignore[arg-type]
         drop_last=True,
-        generator=generator,
+        generator=torch.Generator(device=device).manual_seed(cfg.train.seed),
     )
-    aug = BatchAugment(augment_spec(cfg), data.mean, data.std, generator=generator)
+    aug_generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
+    aug = BatchAugment(augment_spec(cfg), data.mean, data.std, generator=aug_generator)
     loader = DeviceLoader(data.train_images, data.train_labels, sampler, [aug])
     if len(loader) == 0:
         raise LongtailError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"
             " images: lower the batch size"
         )
+    amp = runtime.autocast_dtype(cfg.train, device)
+    step = CrossEntropyStep(
+        model, optimizer, device, amp, cfg.train.channels_last, cfg.train.compile
+    )
+    return TrainingParts(model, optimizer, loader, step)
+
+
+def _fit(
+    cfg: Config,
+    data: PreparedData,
+    device: torch.device,
+    run: RunFolder,
+    state: dict[str, Any] | None,
+) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    parts = build_training(cfg, data, device)
+    model, optimizer, loader, step_fn = parts.model, parts.optimizer, parts.loader, parts.step
     steps_per_epoch = min(len(loader), cfg.train.max_steps_per_epoch or len(loader))
     start_epoch, history = 0, {"train_s": 0.0}
     if state is not None:
@@ -160,9 +180,6 @@ def _fit(
         start_epoch, history = state["epoch"], state["history"]
         run.truncate_metrics(start_epoch)
     wall_before = history.get("wall_s", 0.0)
-    amp = runtime.autocast_dtype(cfg.train, device)
-    channels_last = runtime.use_channels_last(cfg.train, device)
-    step_fn = CrossEntropyStep(model, optimizer, device, amp, channels_last, cfg.train.compile)
     epochs = cfg.train.epochs
     progress = Progress(
         total=(epochs - start_epoch) * steps_per_epoch,
@@ -253,7 +270,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Top-1, per-class and group accuracies of ``model`` on the prepared test split."""
     amp = runtime.autocast_dtype(cfg.train, device)
-    channels_last = runtime.use_channels_last(cfg.train, device)
+    channels_last = cfg.train.channels_last
 
     def transform(x: torch.Tensor) -> torch.Tensor:
         x = normalize(x, data.mean, data.std)

@@ -1,0 +1,38 @@
+"""The benchmark scripts run end to end on tiny data and write their JSON records."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from data.fixtures import write_idx
+from shared_data import REPO
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_writes_records(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", n_train_per_class=20, n_test_per_class=2)
+    out = tmp_path / "bench.json"
+    args = [
+        str(REPO / "recipes" / "demo.yaml"),
+        f"data.root={tmp_path / 'idx'}",
+        "data.cache_dir=null",
+        "data.imbalance_ratio=5",
+        "train.batch_size=16",
+        "--steps=2",
+        "--warmup=1",
+        f"--out={out}",
+    ]
+    assert _load("throughput").main(args) == 0
+    (record,) = json.loads(out.read_text())
+    for key in ("ms_per_step", "images_per_s", "device", "torch", "commit", "date"):
+        assert key in record
+    assert record["images_per_s"] > 0 and record["batch_size"] == 16
