@@ -22,8 +22,8 @@ import torch
 from longtail.config import load_config
 from longtail.io import atomic_write_json
 from longtail.train import runtime
+from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
-from longtail.train.trainer import build_training
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -67,6 +67,7 @@ def test_train_then_eval(
         (["train", "recipes/demo.yaml", "data.root=/nonexistent"], "does not exist"),
         (["eval", "/nonexistent"], "not a run folder"),
         (["train"], "needs a recipe"),
+        (["train", "recipes/demo.yaml", "out_dir=/dev/null/x"], "out_dir"),
     ],
 )
 def test_errors_are_one_line(
@@ -80,3 +81,8 @@ def test_errors_are_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and fragment in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_help_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--help"]) == 0
+    assert "resume=RUN_DIR" in capsys.readouterr().out

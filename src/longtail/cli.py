@@ -1,7 +1,7 @@
 """Command line: ``longtail {train,eval,data} ...``.
 
     longtail train RECIPE.yaml [key=value ...]      train; prints the run folder
-    longtail train RECIPE.yaml resume=RUN_DIR       continue an interrupted run exactly
+    longtail train [RECIPE.yaml] resume=RUN_DIR     continue a run exactly (train.epochs=N extends it)
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
     longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
@@ -28,14 +28,18 @@ def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
 
 def cmd_train(args: list[str]) -> None:
     from longtail.config import load_config
-    from longtail.train.trainer import train
+    from longtail.train.trainer import resume, train
 
     recipe, overrides = _split_recipe(args)
-    if recipe is None and not any(o.startswith("resume=") for o in overrides):
+    runs = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
+    if runs:
+        # The run folder's saved config defines the run; the recipe, if given, is not re-read.
+        rest = [o for o in overrides if not o.startswith("resume=")]
+        print(resume(runs[-1], rest))
+        return
+    if recipe is None:
         raise LongtailError("longtail train needs a recipe: longtail train recipes/demo.yaml")
-    cfg = load_config(recipe, overrides)
-    run = train(cfg)
-    print(run)
+    print(train(load_config(recipe, overrides)))
 
 
 def cmd_eval(args: list[str]) -> None:
@@ -83,14 +87,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args", nargs=argparse.REMAINDER, help="recipe or run folder, then key=value"
     )
     ns = parser.parse_args(argv)
+    if any(a in ("-h", "--help") for a in ns.args):
+        print(__doc__)
+        return 0
     try:
         COMMANDS[ns.command](list(ns.args))
     except LongtailError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: resume with  longtail train resume=<run folder>", file=sys.stderr)
+        print("interrupted before training started", file=sys.stderr)
         return 130
+    except OSError as err:  # a file system problem the checks above did not foresee
+        where = f" ({err.filename})" if err.filename else ""
+        print(
+            f"error: {err.strerror or err}{where}: check the path and its permissions",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

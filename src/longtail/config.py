@@ -130,7 +130,6 @@ class PaperConfig:
 class Config:
     name: str = "run"
     out_dir: str = "runs"
-    resume: str | None = None  # a run folder to continue
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -141,6 +140,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
 
+
+_SECTIONS = tuple(f.name for f in fields(Config) if is_dataclass(f.default_factory))  # type: ignore[arg-type]
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": (
@@ -209,32 +210,43 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError."""
-    base: DictConfig = OmegaConf.structured(Config)
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if recipe is not None:
-        path = Path(recipe)
-        if not path.is_file():
-            raise LongtailError(
-                f"recipe {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
-            )
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            line = getattr(getattr(err, "problem_mark", None), "line", None)
-            where = f" at line {line + 1}" if line is not None else ""
-            raise LongtailError(f"recipe {path} is not valid YAML{where}: fix its syntax") from None
-        if not isinstance(loaded, dict):
-            raise LongtailError(f"recipe {path} must be a mapping of keys: see recipes/demo.yaml")
-        layers.append((f"recipe {path}", loaded))
-    cli: dict[str, Any] = {}
-    for item in overrides or []:
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (a recipe, a run's config.yaml), or one-line errors."""
+    if not path.is_file():
+        raise LongtailError(
+            f"{what} {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
+        )
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" at line {line + 1}" if line is not None else ""
+        raise LongtailError(f"{what} {path} is not valid YAML{where}: fix its syntax") from None
+    if not isinstance(loaded, dict):
+        raise LongtailError(f"{what} {path} must be a mapping of keys: see recipes/demo.yaml")
+    return loaded
+
+
+def overrides_tree(overrides: list[str], allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``["a.b=1", ...]`` -> ``{"a": {"b": 1}}``; with ``allowed``, only keys under those prefixes."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
         key, value = _parse_override(item)
-        _set_dotted(cli, key, value)
-    if cli:
-        layers.append(("the command line", cli))
+        if allowed is not None and not any(key == p or key.startswith(p + ".") for p in allowed):
+            raise LongtailError(
+                f"override '{key}' cannot be changed here: only {', '.join(allowed)} can"
+            )
+        _set_dotted(tree, key, value)
+    return tree
+
+
+def merge_config(layers: list[tuple[str, dict[str, Any]]]) -> Config:
+    """Defaults <- each (source, mapping) layer in order, validated. Raises LongtailError."""
+    base: DictConfig = OmegaConf.structured(Config)
     for source, layer in layers:
+        bad = [k for k, v in layer.items() if k in _SECTIONS and not isinstance(v, dict | None)]
+        if bad:
+            raise LongtailError(f"'{bad[0]}' in {source} must be a mapping of keys, not a value")
         try:
             base = OmegaConf.merge(base, layer)  # type: ignore[assignment]
         except OmegaConfBaseException as err:
@@ -246,6 +258,16 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     assert isinstance(cfg, Config)
     validate(cfg)
     return cfg
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if recipe is not None:
+        layers.append((f"recipe {recipe}", read_yaml_mapping(Path(recipe), "recipe")))
+    if overrides:
+        layers.append(("the command line", overrides_tree(overrides)))
+    return merge_config(layers)
 
 
 def validate(cfg: Config) -> None:
@@ -291,8 +313,31 @@ def validate(cfg: Config) -> None:
         p = getattr(getattr(cfg, section), name)
         if not 0 <= p <= 1:
             raise LongtailError(f"{key} must be a probability in [0, 1] (got {p})")
-    if cfg.data.total is not None and cfg.data.total <= 0:
-        raise LongtailError(f"data.total must be > 0 (got {cfg.data.total})")
+    optional_positive = {
+        "data.total": cfg.data.total,
+        "data.test_limit": cfg.data.test_limit,
+        "data.n_max": cfg.data.n_max,
+        "data.image_size": cfg.data.image_size,
+        "train.max_steps_per_epoch": cfg.train.max_steps_per_epoch,
+    }
+    for key, value in optional_positive.items():
+        if value is not None and value < 1:
+            raise LongtailError(f"{key} must be >= 1 or null (got {value})")
+    if cfg.data.channels not in (None, 1, 3):
+        raise LongtailError(f"data.channels must be 1, 3 or null (got {cfg.data.channels})")
+    if cfg.train.threads < 0:
+        raise LongtailError(f"train.threads must be >= 0 (got {cfg.train.threads}); 0 = default")
+    scale = cfg.augment.resized_scale
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise LongtailError(f"augment.resized_scale must be [low, high] in (0, 1] (got {scale})")
+    if cfg.augment.jitter[3] > 0.5:
+        raise LongtailError(f"augment.jitter hue must be <= 0.5 (got {cfg.augment.jitter[3]})")
+    if cfg.eval.few_threshold > cfg.eval.many_threshold:
+        raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:
+        raise LongtailError(
+            f"name={cfg.name!r} must be one folder name (no '/'): e.g. name=ce-r100"
+        )
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -305,11 +350,4 @@ def to_yaml(cfg: Config) -> str:
 
 def from_dict(tree: dict[str, Any], source: str = "a saved config") -> Config:
     """Rebuild a Config from a resolved dump (a run folder's config.yaml)."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), tree)
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        raise _one_line(err, source) from None
-    assert isinstance(cfg, Config)
-    validate(cfg)
-    return cfg
+    return merge_config([(source, tree)])

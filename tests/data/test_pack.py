@@ -75,6 +75,10 @@ def test_prepared_pack_matches_prepared_source(tmp_path: Path) -> None:
 def test_bad_packs(tmp_path: Path) -> None:
     with pytest.raises(LongtailError, match="does not exist"):
         read_pack(tmp_path / "nope.npz", "train")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.zeros(3))
+    with pytest.raises(LongtailError, match="damaged or not a pack"):
+        read_pack_meta(foreign)
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip")
     with pytest.raises(LongtailError, match="not a readable pack"):

@@ -167,3 +167,16 @@ def test_default_generator_follows_global_seed() -> None:
     torch.manual_seed(11)
     b = list(IndexSampler(labels, len(COUNTS), 64))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_max_batches_ends_the_epoch_and_next_epoch_is_fresh() -> None:
+    labels = torch.arange(40) % 4
+    cut = IndexSampler(labels, 4, 8, generator=torch.Generator().manual_seed(3), max_batches=2)
+    full = IndexSampler(labels, 4, 8, generator=torch.Generator().manual_seed(3))
+    assert len(cut) == 2 and len(full) == 5
+    first_cut, first_full = list(cut), list(full)
+    assert all(torch.equal(a, b) for a, b in zip(first_cut, first_full[:2], strict=True))
+    # the next epoch is a new permutation drawn from the same generator position as the full run's
+    second_cut, second_full = list(cut), list(full)
+    assert all(torch.equal(a, b) for a, b in zip(second_cut, second_full[:2], strict=True))
+    assert cut.epoch == 2

@@ -12,8 +12,9 @@ import yaml
 from data.fixtures import write_idx
 from longtail.config import load_config
 from longtail.errors import LongtailError
+from longtail.train import loop
 from longtail.train.evaluate_run import evaluate_run
-from longtail.train.trainer import train
+from longtail.train.trainer import resume, train
 
 TINY = [
     "data.dataset=fashion_mnist",
@@ -71,11 +72,14 @@ def test_learns_the_tiny_task(idx_root: Path, tmp_path: Path) -> None:
     assert final["top1"] > 40.0, final["top1"]  # 10 classes: chance is 10%
 
 
-def test_resume_continues_exactly(idx_root: Path, tmp_path: Path) -> None:
-    straight = train(_cfg(idx_root, tmp_path / "a", "train.epochs=3"))
-    half = train(_cfg(idx_root, tmp_path / "b", "train.epochs=1"))
-    resumed = train(_cfg(idx_root, tmp_path / "c", "train.epochs=3", f"resume={half}"))
+@pytest.mark.parametrize("extra", [[], ["train.max_steps_per_epoch=2", "train.sampler=sqrt"]])
+def test_resume_continues_exactly(idx_root: Path, tmp_path: Path, extra: list[str]) -> None:
+    straight = train(_cfg(idx_root, tmp_path / "a", "train.epochs=3", *extra))
+    half = train(_cfg(idx_root, tmp_path / "b", "train.epochs=1", *extra))
+    (half / "metrics.jsonl").open("a").write('{"epoch": 2, "train_lo')  # torn by a crash
+    resumed = resume(half, ["train.epochs=3"])
     assert resumed == half
+    assert yaml.safe_load((half / "config.yaml").read_text())["train"]["epochs"] == 3
     a = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(resumed / "checkpoint.pt", weights_only=False)["model"]
     assert a.keys() == b.keys()
@@ -119,3 +123,73 @@ def test_nan_loss_stops_with_one_line_and_keeps_no_final(idx_root: Path, tmp_pat
     (run,) = tmp_path.iterdir()
     assert not (run / "final.json").exists()
     assert json.loads((run / "status.json").read_text())["state"] == "failed"
+
+
+def test_resume_rules(idx_root: Path, tmp_path: Path) -> None:
+    run = train(_cfg(idx_root, tmp_path, "train.epochs=2"))
+    first = json.loads((run / "final.json").read_text())
+    with pytest.raises(LongtailError, match="cannot be changed here"):
+        resume(run, ["optim.lr=0.5"])
+    with pytest.raises(LongtailError, match="below the 2 epochs already done"):
+        resume(run, ["train.epochs=1"])
+    assert json.loads((run / "final.json").read_text()) == first  # refused: nothing touched
+    resume(run, ["train.epochs=3"])  # extending a finished run replaces its results
+    final = json.loads((run / "final.json").read_text())
+    assert final["epochs"] == 3
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_interrupt_marks_the_run_and_names_the_resume_command(
+    idx_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = loop.lr_factor
+
+    def interrupt_in_epoch_two(*args: object) -> float:
+        calls["n"] += 1
+        if calls["n"] > 6:
+            raise KeyboardInterrupt
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "lr_factor", interrupt_in_epoch_two)
+    with pytest.raises(LongtailError, match="longtail train resume=") as info:
+        train(_cfg(idx_root, tmp_path, "train.epochs=3"))
+    (run,) = tmp_path.iterdir()
+    assert str(run) in str(info.value)
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    assert not (run / "final.json").exists() and (run / "checkpoint.pt").exists()
+    monkeypatch.setattr(loop, "lr_factor", real)
+    assert resume(run) == run and (run / "final.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["model.name=resnet99"], "resnet99"),
+        (["model.kwargs.depth=3"], "depth"),
+        (["name=../escape"], "one folder name"),
+        (["augment.resized_scale=[0.5]"], "resized_scale"),
+        (["train.max_steps_per_epoch=0"], ">= 1"),
+    ],
+)
+def test_bad_config_leaves_no_run_folder(
+    idx_root: Path, tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    with pytest.raises(LongtailError, match=fragment):
+        train(_cfg(idx_root, tmp_path / "out", *extra))
+    assert not (tmp_path / "out").exists()
+
+
+def test_damaged_checkpoint_and_config_are_one_line(idx_root: Path, tmp_path: Path) -> None:
+    run = train(_cfg(idx_root, tmp_path, "train.epochs=1"))
+    (run / "checkpoint.pt").write_bytes(b"torn")
+    for call in (lambda: evaluate_run(run), lambda: resume(run, ["train.epochs=2"])):
+        with pytest.raises(LongtailError, match="cannot read"):
+            call()
+    (run / "config.yaml").write_text("- a list\n")
+    with pytest.raises(LongtailError, match="mapping"):
+        evaluate_run(run)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,24 @@ def _open(path: Path) -> Any:
         raise LongtailError(f"data pack {path} is not a readable pack: rebuild it") from None
 
 
+def _members(path: Path, names: Sequence[str]) -> list[np.ndarray]:
+    """Read npz members; a missing member or a damaged (CRC) member is a one-line error."""
+    with _open(path) as npz:
+        try:
+            return [npz[name] for name in names]
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile, zlib.error):
+            raise LongtailError(f"data pack {path} is damaged or not a pack: rebuild it") from None
+
+
 def read_pack_meta(path: str | Path) -> dict[str, Any]:
-    """The pack's JSON record: classes, channels, mean, std, lt_index, source."""
-    with _open(Path(path)) as npz:
-        meta: dict[str, Any] = json.loads(npz["meta"].tobytes().decode())
-    if meta.get("version") != PACK_VERSION:
-        raise LongtailError(f"data pack {path} has version {meta.get('version')}: rebuild it")
+    """The pack's JSON record: classes, channels, mean, std, lt_index, subset, source."""
+    (raw,) = _members(Path(path), ["meta"])
+    try:
+        meta: dict[str, Any] = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise LongtailError(f"data pack {path} has an unreadable record: rebuild it") from None
+    if not isinstance(meta, dict) or meta.get("version") != PACK_VERSION:
+        raise LongtailError(f"data pack {path} is not a version-{PACK_VERSION} pack: rebuild it")
     return meta
 
 
@@ -92,8 +105,7 @@ def read_pack(path: str | Path, split: str) -> ImageArrays:
     if split not in SPLITS:
         raise LongtailError(f"split {split!r} is not in data pack {path}: use train or test")
     mode = "L" if meta["channels"] == 1 else "RGB"
-    with _open(path) as npz:
-        blob, offsets, labels = (npz[f"{split}_{k}"] for k in ("bytes", "offsets", "labels"))
+    blob, offsets, labels = _members(path, [f"{split}_{k}" for k in ("bytes", "offsets", "labels")])
     images = []
     for i in range(len(labels)):
         chunk = blob[offsets[i] : offsets[i + 1]].tobytes()

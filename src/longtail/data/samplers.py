@@ -74,6 +74,7 @@ class IndexSampler:
         drop_last: bool = True,
         generator: torch.Generator | None = None,
         samples_per_epoch: int | None = None,
+        max_batches: int | None = None,
     ) -> None:
         if labels.ndim != 1 or labels.numel() == 0 or labels.is_floating_point():
             raise LongtailError(
@@ -82,6 +83,10 @@ class IndexSampler:
             )
         if batch_size < 1:
             raise LongtailError(f"batch_size {batch_size} is invalid: use a positive integer")
+        if max_batches is not None and max_batches < 1:
+            raise LongtailError(
+                f"max_batches {max_batches} is invalid: use a positive integer or None"
+            )
         if samples_per_epoch is not None and samples_per_epoch < 1:
             raise LongtailError(
                 f"samples_per_epoch {samples_per_epoch} is invalid: use a positive integer or None"
@@ -108,6 +113,7 @@ class IndexSampler:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.samples_per_epoch = samples_per_epoch
+        self.max_batches = max_batches  # cut every epoch short (smoke tests); still resumes exactly
         self.generator = generator
         self.device = device
         self.counts = counts
@@ -143,9 +149,8 @@ class IndexSampler:
 
     def _num_batches(self, mode: SamplerMode) -> int:
         draws = self.draws_per_epoch(mode)
-        if self.drop_last:
-            return draws // self.batch_size
-        return -(-draws // self.batch_size)
+        batches = draws // self.batch_size if self.drop_last else -(-draws // self.batch_size)
+        return batches if self.max_batches is None else min(batches, self.max_batches)
 
     def __len__(self) -> int:
         return self._num_batches(self._mode)

@@ -61,18 +61,26 @@ def load_arrays(cfg: DataConfig, split: str) -> ImageArrays:
     )
 
 
-def _pack_record(cfg: DataConfig) -> dict[str, Any]:
-    """A pack's stored LT record, checked against what the recipe asks for."""
-    meta = read_pack_meta(cfg.root)
-    record = dict(meta["lt_index"])
-    for key, value in (("ratio", cfg.imbalance_ratio), ("profile", cfg.profile)):
-        if record.get(key) is not None and record[key] != value:
+SUBSET_FIELDS = ("imbalance_ratio", "profile", "n_max", "total", "subset_rule", "subset_seed")
+
+
+def subset_fields(cfg: DataConfig) -> dict[str, Any]:
+    """The config fields that decide which training images a subset holds."""
+    return {name: getattr(cfg, name) for name in SUBSET_FIELDS}
+
+
+def _pack_record(cfg: DataConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """A pack's stored LT record, checked against the subset the recipe asks for."""
+    stored = meta.get("subset", {})
+    for name, value in subset_fields(cfg).items():
+        if name in stored and stored[name] != value:
             raise LongtailError(
-                f"data pack {cfg.root} holds a subset with {key}={record[key]}, the recipe asks"
-                f" for {value}: rebuild the pack with 'longtail pack' from this recipe"
+                f"data pack {cfg.root} holds a subset with data.{name}={stored[name]}, the recipe"
+                f" asks for {value}: rebuild the pack with 'longtail pack' from this recipe"
             )
+    record = dict(meta["lt_index"])
+    record["source_indices"] = record["indices"]
     record["indices"] = list(range(record["total"]))  # the pack's train split IS the subset
-    record["source_indices"] = meta["lt_index"]["indices"]
     return record
 
 
@@ -95,6 +103,13 @@ def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dic
             raise LongtailError(
                 f"data.index_file {cfg.index_file} has indices outside the {len(labels)} training"
                 " images: it was saved for another dataset; rebuild it or fix data.root"
+            )
+        saved = record.get("counts")
+        found = np.bincount(labels[indices], minlength=num_classes).tolist()
+        if saved is not None and list(saved) != found:
+            raise LongtailError(
+                f"data.index_file {cfg.index_file} was made on other data (class counts differ):"
+                " point data.root at the data it was saved for"
             )
     else:
         full_counts = np.bincount(labels, minlength=num_classes).tolist()
@@ -128,8 +143,8 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
             " must hold the same class folders"
         )
     if cfg.dataset == "pack":
-        record, train = _pack_record(cfg), full
         meta = read_pack_meta(cfg.root)
+        record, train = _pack_record(cfg, meta), full
         mean, std = meta["mean"], meta["std"]  # of the source's full training split
     else:
         record = choose_indices(cfg, full.labels, full.num_classes)
@@ -153,7 +168,7 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
 def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     """``{"dataset", "counts", "total"}`` of the training index a config builds (``longtail data``)."""
     if cfg.dataset == "pack":
-        record = _pack_record(cfg)
+        record = _pack_record(cfg, read_pack_meta(cfg.root))
         return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
     full = load_arrays(cfg, "train")
     record = choose_indices(cfg, full.labels, full.num_classes)

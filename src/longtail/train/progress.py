@@ -15,6 +15,7 @@ class Progress:
     def __init__(self, total: int, batch_size: int, enabled: bool = True) -> None:
         self.batch_size = batch_size
         self.epoch_steps = 0
+        self._epochs_done = 0
         self.start = time.perf_counter()
         self._epoch_start = self.start
         self.bar: tqdm[Any] | None = None
@@ -37,15 +38,18 @@ class Progress:
         self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:,.0f}", refresh=False)
         self.bar.update(steps)
 
-    def end_epoch(self, record: dict[str, Any]) -> None:
+    def end_epoch(self, record: dict[str, Any], epochs: int) -> None:
         self.epoch_steps = 0
         self._epoch_start = time.perf_counter()
+        self._epochs_done += 1
         if self.enabled and self.bar is None:
             top1 = record.get("top1")
             acc = f" top1 {top1:.2f}%" if top1 is not None else ""
+            eta = self.wall_s / self._epochs_done * (epochs - record["epoch"])
             print(
-                f"epoch {record['epoch']} loss {record['train_loss']:.4f}{acc}"
-                f" {record['images_per_s']:,.0f} img/s {record['wall_s']:.0f}s",
+                f"epoch {record['epoch']}/{epochs} step {record['step']}"
+                f" loss {record['train_loss']:.4f}{acc} {record['images_per_s']:,.0f} img/s"
+                f" elapsed {record['wall_s']:.0f}s eta {eta:.0f}s",
                 file=sys.stderr,
                 flush=True,
             )

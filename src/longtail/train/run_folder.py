@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from longtail.config import Config, from_dict, read_yaml_mapping
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 
@@ -30,6 +33,7 @@ CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"
 FINAL = "final.json"
 PLOT = "per_class.png"
+CHECKPOINT_KEYS = ("model", "optimizer", "loader", "rng", "epoch", "history")
 
 
 class RunFolder:
@@ -46,7 +50,12 @@ class RunFolder:
         while path.exists():
             k += 1
             path = base.with_name(f"{base.name}-{k}")
-        path.mkdir(parents=True)
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise LongtailError(
+                f"cannot create run folder {path} ({err.strerror}): set out_dir to a writable folder"
+            ) from None
         return cls(path)
 
     @classmethod
@@ -61,6 +70,33 @@ class RunFolder:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def read_config(self) -> Config:
+        """The run's resolved config (one-line errors for a damaged file)."""
+        path = self.file(CONFIG)
+        return from_dict(read_yaml_mapping(path, "run config"), str(path))
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """The last finished epoch's state, checked for the keys a resume or an eval needs."""
+        path = self.file(CHECKPOINT)
+        if not path.is_file():
+            raise LongtailError(
+                f"{self.path} has no {CHECKPOINT} (it stopped before its first epoch ended):"
+                " start the run anew"
+            )
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as err:  # a torn or foreign file: pickle, zip and torch errors alike
+            raise LongtailError(f"cannot read {path} ({type(err).__name__}): start anew") from None
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise LongtailError(f"{path} lacks {', '.join(missing)}: not a longtail checkpoint")
+        return state
+
+    def clear_results(self) -> None:
+        """Remove what only a completed run may hold, before the run continues."""
+        for name in (FINAL, PLOT):
+            self.file(name).unlink(missing_ok=True)
+
     def write_config(self, text: str) -> None:
         atomic_write_text(self.file(CONFIG), text)
 
@@ -73,10 +109,19 @@ class RunFolder:
             f.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """Parsed records; a torn line (a crash mid-write) is skipped."""
         path = self.file(METRICS)
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int):
+                records.append(record)
+        return records
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Drop records of epochs past the checkpoint (they will be re-run on resume)."""

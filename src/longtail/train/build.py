@@ -1,0 +1,141 @@
+"""Building a supervised run's parts from its config: model, optimiser, loader, step, evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from longtail.config import Config
+from longtail.data.augment import AugmentSpec, BatchAugment, channel_stats, normalize
+from longtail.data.loader import DeviceLoader
+from longtail.data.samplers import IndexSampler
+from longtail.errors import LongtailError
+from longtail.eval.predict import evaluate
+from longtail.losses import class_balanced_weights
+from longtail.models.registry import create_model
+from longtail.optim.param_groups import param_groups
+from longtail.train import runtime
+from longtail.train.data_setup import PreparedData
+from longtail.train.step import CrossEntropyStep
+
+
+def augment_spec(cfg: Config) -> AugmentSpec:
+    a = cfg.augment
+    return AugmentSpec(
+        crop=a.crop,
+        padding=a.padding,
+        pad_mode=a.pad_mode,
+        resized_scale=(a.resized_scale[0], a.resized_scale[1]),
+        flip=a.flip,
+        jitter=(a.jitter[0], a.jitter[1], a.jitter[2], a.jitter[3]),
+        jitter_p=a.jitter_p,
+        grayscale_p=a.grayscale_p,
+    )
+
+
+def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Module:
+    model = create_model(
+        cfg.model.name,
+        num_classes=data.num_classes,
+        in_chans=data.in_chans,
+        classifier=cfg.model.classifier,
+        **cfg.model.kwargs,
+    ).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+def loss_weights(cfg: Config, counts: list[int], epoch: int, device: torch.device) -> Any:
+    """Class weights active at ``epoch`` (None before ``loss.reweight_epoch``: DRW, Cao et al.)."""
+    if cfg.loss.reweight == "none" or epoch < cfg.loss.reweight_epoch:
+        return None
+    return class_balanced_weights(counts, cfg.loss.beta).to(device)
+
+
+@dataclass
+class TrainingParts:
+    """What one supervised run is made of: built the same way by the trainer and the benchmarks."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DeviceLoader
+    step: CrossEntropyStep
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loader": self.loader.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        """Restore from a checkpoint; a checkpoint of another model or run is one line."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.loader.load_state_dict(state["loader"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LongtailError(f"{source} does not fit this run ({first}): start anew") from None
+
+
+def build_training(cfg: Config, data: PreparedData, device: torch.device) -> TrainingParts:
+    """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step."""
+    runtime.seed_everything(cfg.train.seed)
+    model = build_model(cfg, data, device)
+    optimizer = torch.optim.SGD(
+        param_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay_1d),
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
+    )
+    sampler = IndexSampler(
+        data.train_labels,
+        data.num_classes,
+        cfg.train.batch_size,
+        mode=cfg.train.sampler,  # type: ignore[arg-type]
+        drop_last=True,
+        generator=torch.Generator(device=device).manual_seed(cfg.train.seed),
+        max_batches=cfg.train.max_steps_per_epoch,
+    )
+    aug_generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
+    aug = BatchAugment(augment_spec(cfg), data.mean, data.std, generator=aug_generator)
+    loader = DeviceLoader(data.train_images, data.train_labels, sampler, [aug])
+    if len(loader) == 0:
+        raise LongtailError(
+            f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"
+            " images: lower the batch size"
+        )
+    amp = runtime.autocast_dtype(cfg.train, device)
+    step = CrossEntropyStep(
+        model, optimizer, device, amp, cfg.train.channels_last, cfg.train.compile
+    )
+    return TrainingParts(model, optimizer, loader, step)
+
+
+def evaluate_model(
+    model: nn.Module, data: PreparedData, cfg: Config, device: torch.device
+) -> dict[str, Any]:
+    """Top-1, per-class and group accuracies of ``model`` on the prepared test split."""
+    mean, std = channel_stats(data.mean, data.std, data.in_chans, device)  # uploaded once
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x, mean, std)
+        return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+
+    return evaluate(
+        model,
+        data.test_images,
+        data.test_labels,
+        num_classes=data.num_classes,
+        train_counts=data.train_counts,
+        batch_size=cfg.eval.batch_size,
+        transform=transform,
+        autocast_dtype=runtime.autocast_dtype(cfg.train, device),
+        many_threshold=cfg.eval.many_threshold,
+        few_threshold=cfg.eval.few_threshold,
+    )

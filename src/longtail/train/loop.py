@@ -1,0 +1,128 @@
+"""The epoch loop: steps, host syncs every few steps, evaluation, metrics, checkpoint each epoch."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Any
+
+import torch
+
+from longtail.config import Config
+from longtail.errors import LongtailError
+from longtail.eval.plots import plot_per_class_accuracy
+from longtail.io import atomic_torch_save
+from longtail.optim.schedules import lr_factor
+from longtail.train import runtime
+from longtail.train.build import TrainingParts, evaluate_model, loss_weights
+from longtail.train.data_setup import PreparedData
+from longtail.train.progress import Progress
+from longtail.train.run_folder import CHECKPOINT, PLOT, RunFolder
+
+SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
+GROUP_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")
+
+
+def fit(
+    cfg: Config,
+    data: PreparedData,
+    device: torch.device,
+    run: RunFolder,
+    parts: TrainingParts,
+    start_epoch: int = 0,
+    history: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train epochs ``start_epoch .. cfg.train.epochs - 1``; return the final.json record.
+
+    ``history`` carries what spans a resume (train and wall seconds, best epoch). The checkpoint
+    written after each epoch holds everything needed to continue bit for bit on CPU.
+    """
+    t_start = time.perf_counter()
+    history = {"train_s": 0.0, "wall_s": 0.0} if history is None else history
+    wall_before = history["wall_s"]
+    model, loader = parts.model, parts.loader
+    steps_per_epoch, epochs = len(loader), cfg.train.epochs
+    progress = Progress(
+        total=(epochs - start_epoch) * steps_per_epoch,
+        batch_size=cfg.train.batch_size,
+        enabled=cfg.train.progress,
+    )
+    summary: dict[str, Any] = {}
+    for epoch in range(start_epoch, epochs):
+        weights = loss_weights(cfg, data.train_counts, epoch, device)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        lr = cfg.optim.lr
+        for i, (x, y) in enumerate(loader):
+            assert isinstance(x, torch.Tensor)  # one view
+            step = epoch * steps_per_epoch + i
+            lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
+            loss_sum += parts.step(x, y, lr, weights)
+            if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+                mean_loss = loss_sum.item() / (i + 1)
+                _check_finite(mean_loss, epoch, run)
+                progress.update(i + 1 - progress.epoch_steps, epoch, epochs, mean_loss)
+        train_s = time.perf_counter() - t0
+        history["train_s"] += train_s
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * steps_per_epoch,
+            "lr": lr,
+            "train_loss": loss_sum.item() / steps_per_epoch,
+            "epoch_s": round(train_s, 3),
+            "images_per_s": round(steps_per_epoch * cfg.train.batch_size / max(train_s, 1e-9), 1),
+        }
+        if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs:
+            summary = evaluate_model(model, data, cfg, device)
+            record.update({k: summary[k] for k in GROUP_KEYS})
+            if history.get("best_top1") is None or summary["top1"] > history["best_top1"]:
+                history["best_top1"], history["best_epoch"] = summary["top1"], epoch + 1
+        history["wall_s"] = wall_before + time.perf_counter() - t_start
+        record["wall_s"] = round(history["wall_s"], 2)
+        run.append_metrics(record)
+        progress.end_epoch(record, epochs)
+        checkpoint = {
+            **parts.state_dict(),
+            "rng": runtime.rng_state(),
+            "epoch": epoch + 1,
+            "history": history,
+        }
+        atomic_torch_save(run.file(CHECKPOINT), checkpoint)
+    progress.close()
+    if not summary:  # a resumed run whose epochs were all done: evaluate the checkpoint
+        summary = evaluate_model(model, data, cfg, device)
+    plot_per_class_accuracy(
+        summary["per_class"],
+        data.train_counts,
+        run.file(PLOT),
+        title=f"{cfg.name}: top-1 {summary['top1']:.2f}% (last epoch)",
+        class_names=data.classes,
+        many_threshold=cfg.eval.many_threshold,
+        few_threshold=cfg.eval.few_threshold,
+    )
+    return {
+        **summary,
+        "classes": data.classes,
+        "epochs": epochs,
+        "best_top1": history.get("best_top1"),  # reported for comparison only, never used to choose
+        "best_epoch": history.get("best_epoch"),
+        "train_s": round(history["train_s"], 2),
+        "wall_s": round(wall_before + time.perf_counter() - t_start, 2),
+        "device": runtime.device_name(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": runtime.git_commit(),
+        "paper_top1": cfg.paper.top1,
+        "paper_source": cfg.paper.source,
+        "name": cfg.name,
+    }
+
+
+def _check_finite(loss: float, epoch: int, run: RunFolder) -> None:
+    if not math.isfinite(loss):
+        raise LongtailError(
+            f"training loss became {loss} in epoch {epoch + 1}: lower optim.lr (the last good"
+            f" checkpoint is kept in {run.path})"
+        )
