@@ -1,0 +1,58 @@
+"""The one contrastive kernel: a masked multi-positive log-softmax over a similarity matrix.
+
+Every contrastive loss in longtail is this kernel plus a way of building its masks:
+
+    loss_i = logsumexp_{a in D(i)} s_ia  -  sum_{p} w_ip s_ip / sum_{p} w_ip
+
+for anchor i with logits s_i. = z_i . c_. / tau against a contrast set (a batch, a queue, or class
+prototypes), denominator set D(i) (``denominator_mask``) and non-negative positive weights w_ip
+(``positive_weights``). This is SupCon's L_out (Khosla et al. 2020, eq. 2): the mean over positives
+of -log softmax_p, written as one logsumexp minus a weighted mean, which is exact whether or not
+the positives lie inside D(i) (PSC keeps its positive out of the denominator).
+
+Anchors with no positive weight are excluded from the mean; if no anchor has a positive the loss
+is 0 (with a graph, so ``backward`` still works). The arithmetic runs in float32 at least: with
+tau = 0.07 logits reach ~14, and bf16 logsumexp loses the small terms.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def masked_contrastive(
+    logits: Tensor, positive_weights: Tensor, denominator_mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per-anchor loss and which anchors count.
+
+    Args:
+        logits: [N, M] similarities / tau.
+        positive_weights: [N, M] >= 0 (0/1 masks or soft weights).
+        denominator_mask: [N, M] bool, True where an entry enters anchor i's logsumexp.
+
+    Returns:
+        (loss [N] in the logits' float dtype (float32 at least), valid [N] bool).
+    """
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    logits = logits.to(dtype)
+    weights = positive_weights.to(dtype)
+    has_denominator = denominator_mask.any(dim=1, keepdim=True)  # [N, 1]
+    masked = logits.masked_fill(~denominator_mask, float("-inf"))
+    # a row with an empty denominator would give -inf and NaN gradients: it is excluded anyway
+    masked = torch.where(has_denominator, masked, torch.zeros_like(masked))
+    log_denominator = torch.logsumexp(masked, dim=1)  # [N]
+    weight_sum = weights.sum(dim=1)  # [N]
+    valid = (weight_sum > 0) & has_denominator.squeeze(1)
+    # zero the logits where weights are 0 so that -inf/garbage never meets a zero weight
+    positive_mean = (weights * logits.masked_fill(weights == 0, 0.0)).sum(1) / weight_sum.clamp_min(
+        torch.finfo(dtype).tiny
+    )
+    loss = torch.where(valid, log_denominator - positive_mean, torch.zeros_like(log_denominator))
+    return loss, valid
+
+
+def mean_over_valid(loss: Tensor, valid: Tensor) -> Tensor:
+    """Mean of ``loss`` over the anchors that have positives; 0 (with a graph) when none do."""
+    count = valid.sum()
+    return torch.where(count > 0, (loss * valid).sum() / count.clamp_min(1), loss.sum() * 0.0)
