@@ -13,33 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from longtail.data.arrays import ImageArrays
+from longtail.io import atomic_write
 
 # Bump when the stored layout or any reader's decoding changes: old entries then miss.
 CACHE_VERSION = 1
-
-
-def write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def fingerprint(sources: Iterable[str | Path]) -> str:
@@ -87,7 +72,7 @@ def _save(arrays: ImageArrays, path: Path) -> None:
     }
     if arrays.coarse_labels is not None:
         fields["coarse_labels"] = arrays.coarse_labels
-    write_atomically(path, lambda f: np.savez(f, **fields))
+    atomic_write(path, lambda f: np.savez(f, **fields))
 
 
 def _load(path: Path) -> ImageArrays:

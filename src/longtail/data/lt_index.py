@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from longtail.data.arrays import ImageArrays
-from longtail.data.cache import write_atomically
 from longtail.errors import LongtailError
+from longtail.io import atomic_write
 
 PROFILES = ("exp", "step")
 RULES = ("shuffle", "first")
@@ -182,7 +182,7 @@ def save_indices(path: str | Path, indices: np.ndarray, meta: dict[str, Any]) ->
     """
     record = {"indices": [int(i) for i in np.asarray(indices).ravel()], **meta}
     payload = json.dumps(record, sort_keys=False).encode()
-    write_atomically(Path(path), lambda f: f.write(payload))
+    atomic_write(Path(path), lambda f: f.write(payload))
 
 
 def load_indices(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
