@@ -36,3 +36,12 @@ def test_throughput_writes_records(tmp_path: Path) -> None:
     for key in ("ms_per_step", "images_per_s", "device", "torch", "commit", "date"):
         assert key in record
     assert record["images_per_s"] > 0 and record["batch_size"] == 16
+
+
+def test_contrastive_memory_cell_measures_saved_tensors() -> None:
+    bench = _load("contrastive_memory")
+    supcon = bench.one_cell("SupCon", 32, 10, "cpu", repeats=1)
+    psc = bench.one_cell("PSC", 32, 10, "cpu", repeats=1)
+    assert supcon["anchors"] == 64 and psc["anchors"] == 32
+    # SupCon keeps [2N, 2N] similarities for backward; PSC only [N, C]: far less
+    assert supcon["saved_for_backward_mb"] > psc["saved_for_backward_mb"] > 0
