@@ -12,6 +12,7 @@ from longtail.models.heads import (
     build_classifier,
     tau_normalize,
 )
+from longtail.models.momentum import MomentumEncoder
 from longtail.models.registry import create_model, list_models, model_options
 from longtail.models.resnet import ResNet, resnet18, resnet34, resnet50
 from longtail.models.resnet_cifar import (
@@ -22,9 +23,12 @@ from longtail.models.resnet_cifar import (
     resnet56,
     resnet110,
 )
+from longtail.models.sync_bn import convert_sync_batchnorm
 
 __all__ = [
     "CLASSIFIER_KINDS",
+    "MomentumEncoder",
+    "convert_sync_batchnorm",
     "Backbone",
     "NormedLinear",
     "ProjectionHead",
