@@ -5,6 +5,7 @@
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
     longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
+    longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
 
 Problems the user can fix are printed as one ``error:`` line (exit status 2), without a traceback.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from longtail.errors import LongtailError
 
@@ -73,7 +75,24 @@ def cmd_pack(args: list[str]) -> None:
     print(json.dumps(build_pack(cfg.data, rest[0])))
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "data": cmd_data, "pack": cmd_pack}
+def cmd_report(args: list[str]) -> None:
+    from longtail.report import report
+
+    if len(args) < 2 or not args[0].endswith(".json"):
+        raise LongtailError(
+            "longtail report needs a results file and run folders:"
+            " longtail report reports/results/cifar10_lt.json runs/*"
+        )
+    print(report(args[1:], Path(args[0])), end="")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "data": cmd_data,
+    "pack": cmd_pack,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

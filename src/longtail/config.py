@@ -129,6 +129,8 @@ class PaperConfig:
 @dataclass
 class Config:
     name: str = "run"
+    method: str | None = None  # the results-table method name (CONVENTIONS.md), e.g. "CE-DRW"
+    recipe: str | None = None  # set by load_config: the recipe file this run came from
     out_dir: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -265,6 +267,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     layers: list[tuple[str, dict[str, Any]]] = []
     if recipe is not None:
         layers.append((f"recipe {recipe}", read_yaml_mapping(Path(recipe), "recipe")))
+        layers.append(("the recipe path", {"recipe": str(recipe)}))
     if overrides:
         layers.append(("the command line", overrides_tree(overrides)))
     return merge_config(layers)

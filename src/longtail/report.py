@@ -1,0 +1,117 @@
+"""Results tables from run folders: ``longtail report RUN_DIR ... --results FILE.json``.
+
+Completed full-schedule runs (no ``train.max_steps_per_epoch``, no ``data.test_limit``) are grouped
+by (method, ratio, recipe); each group becomes one record of the results schema in
+CONVENTIONS.md (mean and population std of last-epoch top-1 over seeds, group means, the paper's
+number, device, commit). Records merge into the results JSON (a re-run replaces its record) and a
+markdown table is written beside it: method x ratio, ours vs paper, and each method's gap to our
+own CE vs the paper's gap to its CE (the honest comparison on the JPEG-degraded CIFAR-10 copy).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from longtail.errors import LongtailError
+from longtail.io import atomic_write_json, atomic_write_text
+from longtail.train.run_folder import FINAL, RunFolder
+
+GROUPS = ("many", "medium", "few", "head", "middle", "tail")
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.fmean(present), 2) if present else None
+
+
+def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One results record per (method, ratio, recipe) over the completed full runs given."""
+    groups: dict[tuple[str, float, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
+    for run_dir in run_dirs:
+        run = RunFolder.open(run_dir)
+        if not run.file(FINAL).is_file():
+            continue  # not complete
+        cfg = run.read_config()
+        if cfg.train.max_steps_per_epoch is not None or cfg.data.test_limit is not None:
+            continue  # a shortened run never enters a results table
+        final = json.loads(run.file(FINAL).read_text())
+        method = cfg.method or cfg.name
+        groups[(method, cfg.data.imbalance_ratio, cfg.recipe or "")].append((cfg, final))
+    records = []
+    for (method, ratio, recipe), runs in sorted(groups.items()):
+        runs.sort(key=lambda pair: pair[0].train.seed)
+        top1 = [final["top1"] for _, final in runs]
+        cfg, last = runs[-1]
+        records.append(
+            {
+                "method": method,
+                "ratio": ratio,
+                "top1_mean": round(statistics.fmean(top1), 2),
+                "top1_std": round(statistics.pstdev(top1), 2),
+                "seeds": [c.train.seed for c, _ in runs],
+                "top1_per_seed": [round(t, 2) for t in top1],
+                "top1_best_epoch_mean": _mean(f.get("best_top1") for _, f in runs),
+                **{g: _mean(f.get(g) for _, f in runs) for g in GROUPS},
+                "paper_top1": cfg.paper.top1,
+                "epochs": cfg.train.epochs,
+                "device": last.get("device"),
+                "commit": last.get("commit"),
+                "recipe": recipe,
+                "train_s": _mean(f.get("train_s") for _, f in runs),
+            }
+        )
+    return records
+
+
+def merge(results_path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge ``records`` into the JSON list at ``results_path``; a record's key replaces its twin."""
+    existing: list[dict[str, Any]] = []
+    if results_path.is_file():
+        try:
+            existing = json.loads(results_path.read_text())
+        except json.JSONDecodeError:
+            raise LongtailError(f"{results_path} is not valid JSON: fix or remove it") from None
+    key = lambda r: (r["method"], r["ratio"], r["recipe"])  # noqa: E731
+    fresh = {key(r) for r in records}
+    merged = [r for r in existing if key(r) not in fresh] + records
+    merged.sort(key=lambda r: (r["method"], -r["ratio"]))
+    atomic_write_json(results_path, merged)
+    return merged
+
+
+def markdown_table(records: list[dict[str, Any]], baseline: str = "CE") -> str:
+    """Method x ratio: ours ± std (seeds) | paper | our gap to our CE | paper's gap to its CE."""
+    ratios = sorted({r["ratio"] for r in records}, reverse=True)
+    by = {(r["method"], r["ratio"]): r for r in records}
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    head = "| method | " + " | ".join(f"r={r:g} ours | paper | Δ ours | Δ paper" for r in ratios)
+    lines = [head + " |", "|---|" + "---|---|---|---|" * len(ratios)]
+    for method in methods:
+        cells = []
+        for ratio in ratios:
+            rec, base = by.get((method, ratio)), by.get((baseline, ratio))
+            if rec is None:
+                cells += ["–"] * 4
+                continue
+            seeds = len(rec["seeds"])
+            ours = f"{rec['top1_mean']:.2f} ± {rec['top1_std']:.2f} ({seeds})"
+            paper = f"{rec['paper_top1']:.2f}" if rec["paper_top1"] is not None else "–"
+            d_ours = f"{rec['top1_mean'] - base['top1_mean']:+.2f}" if base else "–"
+            both = base and rec["paper_top1"] is not None and base["paper_top1"] is not None
+            d_paper = f"{rec['paper_top1'] - base['paper_top1']:+.2f}" if both else "–"
+            cells += [ours, paper, d_ours, d_paper]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(run_dirs: Sequence[str | Path], results_path: Path) -> str:
+    """Collect, merge into ``results_path``, write ``<results>.md`` beside it; return the table."""
+    merged = merge(results_path, collect(run_dirs))
+    table = markdown_table(merged)
+    atomic_write_text(results_path.with_suffix(".md"), table)
+    return table

@@ -1,0 +1,84 @@
+"""Results tables: grouping over seeds, the schema, merging, and the markdown gaps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data.fixtures import write_idx
+from longtail.config import load_config
+from longtail.report import collect, markdown_table, report
+from longtail.train.trainer import train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("report")
+    write_idx(root / "idx", n_train_per_class=20, n_test_per_class=3)
+    base = [
+        "data.dataset=fashion_mnist",
+        f"data.root={root / 'idx'}",
+        "data.cache_dir=null",
+        "data.imbalance_ratio=5",
+        "model.name=resnet20",
+        "model.kwargs.width=0.25",
+        "train.batch_size=32",
+        "train.epochs=1",
+        "train.progress=false",
+        f"out_dir={root / 'runs'}",
+        "paper.top1=70.0",
+    ]
+    made = [train(load_config(None, [*base, "method=CE", f"train.seed={s}"])) for s in (0, 1)]
+    made.append(train(load_config(None, [*base, "method=CE-DRW", "paper.top1=76.0"])))
+    short = load_config(None, [*base, "method=CE", "train.max_steps_per_epoch=1"])
+    made.append(train(short))  # shortened: must be left out
+    return made
+
+
+def test_collect_groups_seeds_and_skips_short_runs(runs: list[Path]) -> None:
+    records = {r["method"]: r for r in collect(runs)}
+    ce = records["CE"]
+    finals = [json.loads((r / "final.json").read_text())["top1"] for r in runs[:2]]
+    assert ce["seeds"] == [0, 1] and ce["top1_per_seed"] == [round(t, 2) for t in finals]
+    assert ce["top1_mean"] == pytest.approx(sum(finals) / 2, abs=0.01)
+    assert ce["top1_std"] == pytest.approx(abs(finals[0] - finals[1]) / 2, abs=0.01)
+    keys = {"method", "ratio", "top1_mean", "top1_std", "seeds", "top1_per_seed", "paper_top1"}
+    assert keys | {"many", "medium", "few", "head", "middle", "tail", "epochs", "device"} <= set(ce)
+    assert ce["ratio"] == 5.0 and ce["paper_top1"] == 70.0 and ce["many"] is None
+
+
+def test_report_merges_and_writes_markdown(runs: list[Path], tmp_path: Path) -> None:
+    results = tmp_path / "cifar10_lt.json"
+    old = {"method": "Old", "ratio": 5.0, "recipe": "", "top1_mean": 1.0, "top1_std": 0.0}
+    results.write_text(json.dumps([{**old, "seeds": [0], "paper_top1": None}]))
+    table = report(runs, results)
+    merged = json.loads(results.read_text())
+    assert {r["method"] for r in merged} == {"Old", "CE", "CE-DRW"}
+    assert results.with_suffix(".md").read_text() == table
+    report(runs, results)  # a re-run replaces, never duplicates
+    assert len(json.loads(results.read_text())) == 3
+
+
+def test_markdown_gaps() -> None:
+    records = [
+        {
+            "method": "CE",
+            "ratio": 100.0,
+            "top1_mean": 66.0,
+            "top1_std": 0.5,
+            "seeds": [0, 1],
+            "paper_top1": 70.36,
+        },
+        {
+            "method": "CE-DRW",
+            "ratio": 100.0,
+            "top1_mean": 71.0,
+            "top1_std": 0.0,
+            "seeds": [0],
+            "paper_top1": 76.34,
+        },
+    ]
+    table = markdown_table(records)
+    assert "| CE-DRW | 71.00 ± 0.00 (1) | 76.34 | +5.00 | +5.98 |" in table
