@@ -3,6 +3,8 @@
 Kang et al. 2020, "Decoupling Representation and Classifier for Long-Tailed Recognition", eq. 1:
 a class c is drawn with probability p_c = n_c^q / sum_j n_j^q, then an instance uniformly within it.
 q = 1 is instance-balanced (plain random sampling), q = 0 class-balanced, q = 1/2 square-root.
+Progressively-balanced sampling (eq. 2) mixes the two ends, p^PB = (1 - t/T) p^IB + (t/T) p^CB,
+with t/T set per epoch by :meth:`IndexSampler.set_progress`.
 
 A whole epoch of indices is drawn at once on the labels' device, so yielding a batch is a slice:
 no host synchronisation per batch.
@@ -10,6 +12,7 @@ no host synchronisation per batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any, Literal, get_args
 
@@ -17,7 +20,7 @@ import torch
 
 from longtail.errors import LongtailError
 
-SamplerMode = Literal["random", "class_balanced", "sqrt"]
+SamplerMode = Literal["random", "class_balanced", "sqrt", "progressive"]
 SAMPLER_MODES: tuple[str, ...] = get_args(SamplerMode)
 _MODE_EXPONENT: dict[str, float] = {"class_balanced": 0.0, "sqrt": 0.5}
 
@@ -57,12 +60,14 @@ class IndexSampler:
 
     ``random`` is a fresh permutation per epoch (each index exactly once). ``class_balanced`` and
     ``sqrt`` draw ``samples_per_epoch`` (default N) indices with replacement: a class with
-    probability p_c (eq. 1), then a position uniformly within that class.
+    probability p_c (eq. 1), then a position uniformly within that class. ``progressive`` draws the
+    same way with p^PB(t) = (1 - t/T) p^IB + (t/T) p^CB (eq. 2), t/T from :meth:`set_progress`
+    (default 0: instance-balanced, with replacement); at t/T = 1 its draws equal ``class_balanced``.
 
     Resuming is exact: ``state_dict`` holds the generator state at the start of the epoch in
-    progress and how many of its batches were consumed, so a restored sampler regenerates the same
-    epoch and continues from the next batch. An iterator abandoned mid-epoch is resumed by
-    ``load_state_dict``; a plain new ``iter()`` starts a fresh epoch instead.
+    progress, its progressive t/T and how many of its batches were consumed, so a restored sampler
+    regenerates the same epoch and continues from the next batch. An iterator abandoned mid-epoch is
+    resumed by ``load_state_dict``; a plain new ``iter()`` starts a fresh epoch instead.
     """
 
     def __init__(
@@ -124,6 +129,11 @@ class IndexSampler:
             m: class_sampling_weights(counts, q).to(torch.float32)
             for m, q in _MODE_EXPONENT.items()
         }
+        # float64 ends of the progressive mix, so that t/T = 0 and 1 reproduce them exactly
+        self._instance_probs = class_sampling_weights(counts, 1.0)
+        self._balanced_probs = class_sampling_weights(counts, 0.0)
+        self._progress = 0.0
+        self._epoch_progress = 0.0
         self._mode: SamplerMode = _check_mode(mode)
         self._epoch = 0
         self._position = 0
@@ -140,6 +150,34 @@ class IndexSampler:
         """Switch the sampling mode; takes effect at the next epoch (e.g. deferred re-sampling)."""
         self._mode = _check_mode(mode)
 
+    @property
+    def progress(self) -> float:
+        """t/T of the progressive mode used from the next epoch on."""
+        return self._progress
+
+    def set_progress(self, t_over_T: float) -> None:
+        """Set t/T in [0, 1] of progressively-balanced sampling; takes effect at the next epoch."""
+        if not (math.isfinite(t_over_T) and 0.0 <= t_over_T <= 1.0):
+            raise LongtailError(
+                f"sampler progress {t_over_T} is outside [0, 1]: pass epoch / total_epochs"
+            )
+        self._progress = float(t_over_T)
+
+    def class_probabilities(
+        self, mode: SamplerMode | None = None, progress: float | None = None
+    ) -> torch.Tensor | None:
+        """[K] float32 class probabilities an epoch draws with (None in ``random`` mode).
+
+        Defaults: the mode and t/T the next epoch will use.
+        """
+        mode = self._mode if mode is None else _check_mode(mode)
+        if mode == "random":
+            return None
+        if mode != "progressive":
+            return self._class_probs[mode]
+        t = self._progress if progress is None else progress
+        return ((1.0 - t) * self._instance_probs + t * self._balanced_probs).to(torch.float32)
+
     def draws_per_epoch(self, mode: SamplerMode | None = None) -> int:
         """Indices drawn per epoch: N in random mode, else ``samples_per_epoch`` (default N)."""
         mode = self._mode if mode is None else mode
@@ -155,13 +193,14 @@ class IndexSampler:
     def __len__(self) -> int:
         return self._num_batches(self._mode)
 
-    def _draw_epoch(self, mode: SamplerMode) -> torch.Tensor:
+    def _draw_epoch(self, mode: SamplerMode, progress: float) -> torch.Tensor:
         """[draws] int64 indices for one epoch, consuming the generator."""
         g = self.generator
-        if mode == "random":
+        probs = self.class_probabilities(mode, progress)
+        if probs is None:
             return torch.randperm(self.num_samples, generator=g, device=self.device)
         n = self.draws_per_epoch(mode)
-        cls = torch.multinomial(self._class_probs[mode], n, replacement=True, generator=g)
+        cls = torch.multinomial(probs, n, replacement=True, generator=g)
         within = self.counts[cls]
         # float32 rand * n_c can round up to n_c itself for large classes; clamp keeps it in range.
         pos = (torch.rand(n, generator=g, device=self.device) * within).long()
@@ -171,14 +210,15 @@ class IndexSampler:
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self._resume and self._epoch_state is not None:
             self.generator.set_state(self._epoch_state)
-            mode, start = self._epoch_mode, self._position
+            mode, start, progress = self._epoch_mode, self._position, self._epoch_progress
         else:
             self._epoch_state = self.generator.get_state()
-            mode, start = self._mode, 0
+            mode, start, progress = self._mode, 0, self._progress
         self._resume = False
         self._epoch_mode = mode
+        self._epoch_progress = progress
         self._position = start
-        indices = self._draw_epoch(mode)
+        indices = self._draw_epoch(mode, progress)
         for b in range(start, self._num_batches(mode)):
             batch = indices[b * self.batch_size : (b + 1) * self.batch_size]
             self._position = b + 1
@@ -193,7 +233,7 @@ class IndexSampler:
         return self._epoch
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: mode, epoch, position, generator state."""
+        """Everything needed to continue exactly: mode, t/T, epoch, position, generator state."""
         # An epoch whose indices were drawn (even with no batch consumed yet) is resumed from the
         # state that drew it; otherwise the next epoch starts from the current state.
         in_progress = self._epoch_state is not None
@@ -201,6 +241,8 @@ class IndexSampler:
         return {
             "mode": self._mode,
             "epoch_mode": self._epoch_mode if in_progress else self._mode,
+            "progress": self._progress,
+            "epoch_progress": self._epoch_progress if in_progress else self._progress,
             "epoch": self._epoch,
             "position": self._position if in_progress else 0,
             "generator": state.clone(),
@@ -210,6 +252,9 @@ class IndexSampler:
         """Restore from :meth:`state_dict`; the next ``iter()`` continues where it left off."""
         self._mode = _check_mode(state["mode"])
         self._epoch_mode = _check_mode(state["epoch_mode"])
+        # states saved before the progressive mode existed have no t/T: they never used it
+        self._progress = float(state.get("progress", 0.0))
+        self._epoch_progress = float(state.get("epoch_progress", self._progress))
         self._epoch = int(state["epoch"])
         self._position = int(state["position"])
         self._epoch_state = state["generator"].clone()
