@@ -22,15 +22,23 @@ def _require_data(root: str) -> None:
         require_shared(str(path).split("shared/data/", 1)[1])
 
 
+@pytest.fixture(scope="session")
+def decode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One decoded-array cache per test session (per xdist worker): each dataset decodes once."""
+    return tmp_path_factory.mktemp("decode_cache")
+
+
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
-def test_recipe_smoke(recipe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recipe_smoke(
+    recipe: Path, tmp_path: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(REPO)  # recipes name data relative to the repository root
     cfg = load_config(recipe)
     _require_data(cfg.data.root)
     small = [
         "data.total=300",  # the recipe's own ratio and profile, a few hundred images
         "data.test_limit=200",
-        "data.cache_dir=null",
+        f"data.cache_dir={decode_cache}",
         "train.epochs=1",
         "train.max_steps_per_epoch=2",
         "train.batch_size=32",

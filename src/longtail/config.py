@@ -66,11 +66,16 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Classification loss. ``reweight_epoch`` switches on class-balanced weights (DRW, Cao et al.)."""
+    """Classification loss; ``reweight_epoch`` switches on class-balanced weights (DRW, Cao et al.)."""
 
-    name: str = "ce"
-    reweight: str = "none"  # none | class_balanced (effective number, Cui et al. 2019)
+    name: str = "ce"  # ce | focal | class_balanced | ldam | logit_adjusted | balanced_softmax
+    gamma: float = 1.0  # focal and class-balanced focal (LDAM-DRW's focal default)
+    cb_type: str = "softmax"  # class_balanced: softmax | sigmoid | focal (Cui et al. 2019)
     beta: float = 0.9999  # class-balanced weights (1 - beta) / (1 - beta^n_c), normalised to sum C
+    max_margin: float = 0.5  # LDAM: largest margin (the rarest class's)
+    scale: float = 30.0  # LDAM: logit scale s on a cosine classifier
+    tau: float = 1.0  # logit adjustment strength
+    reweight: str = "none"  # none | class_balanced (DRW with reweight_epoch > 0)
     reweight_epoch: int = 0  # epoch (0-based) from which the weights apply; 0 = from the start
 
 
@@ -101,7 +106,8 @@ class ScheduleConfig:
 class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
-    sampler: str = "random"  # random | class_balanced | sqrt
+    sampler: str = "random"  # random | class_balanced | sqrt | progressive (Kang et al. 2020)
+    resample_epoch: int | None = None  # DRS: class-balanced sampling from this epoch (0-based)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
@@ -118,6 +124,7 @@ class EvalConfig:
     batch_size: int = 1024
     many_threshold: int = 100  # many: > 100 training images
     few_threshold: int = 20  # few: < 20 training images
+    posthoc_tau: float | None = None  # post-hoc logit adjustment at test time (Menon et al. 2021)
 
 
 @dataclass
@@ -160,11 +167,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augment.crop": ("pad", "resized", "none"),
     "augment.pad_mode": ("zeros", "reflect"),
     "model.classifier": ("linear", "cosine"),
-    "loss.name": ("ce",),
+    "loss.name": ("ce", "focal", "class_balanced", "ldam", "logit_adjusted", "balanced_softmax"),
+    "loss.cb_type": ("softmax", "sigmoid", "focal"),
     "loss.reweight": ("none", "class_balanced"),
     "optim.name": ("sgd",),
     "schedule.kind": ("step", "cosine", "constant"),
-    "train.sampler": ("random", "class_balanced", "sqrt"),
+    "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
     "train.precision": ("auto", "fp32", "bf16"),
 }
 
@@ -335,6 +343,21 @@ def validate(cfg: Config) -> None:
         raise LongtailError(f"augment.resized_scale must be [low, high] in (0, 1] (got {scale})")
     if cfg.augment.jitter[3] > 0.5:
         raise LongtailError(f"augment.jitter hue must be <= 0.5 (got {cfg.augment.jitter[3]})")
+    if cfg.loss.reweight != "none" and cfg.loss.name not in ("ce", "focal", "ldam"):
+        raise LongtailError(
+            f"loss.reweight applies to ce, focal and ldam, not {cfg.loss.name}: set loss.reweight=none"
+        )
+    if cfg.loss.name == "ldam" and cfg.model.classifier != "cosine":
+        raise LongtailError(
+            "loss.name=ldam scales cosine logits by loss.scale: set model.classifier=cosine"
+        )
+    if cfg.loss.gamma < 0 or cfg.loss.scale <= 0 or cfg.loss.max_margin < 0:
+        raise LongtailError("loss.gamma and loss.max_margin must be >= 0 and loss.scale > 0")
+    if cfg.train.resample_epoch is not None and cfg.train.sampler != "random":
+        raise LongtailError(
+            "train.resample_epoch (DRS) switches random sampling to class-balanced: set"
+            " train.sampler=random"
+        )
     if cfg.eval.few_threshold > cfg.eval.many_threshold:
         raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:

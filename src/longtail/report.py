@@ -102,8 +102,9 @@ def markdown_table(records: list[dict[str, Any]], baseline: str = "CE") -> str:
             ours = f"{rec['top1_mean']:.2f} ± {rec['top1_std']:.2f} ({seeds})"
             paper = f"{rec['paper_top1']:.2f}" if rec["paper_top1"] is not None else "–"
             d_ours = f"{rec['top1_mean'] - base['top1_mean']:+.2f}" if base else "–"
-            both = base and rec["paper_top1"] is not None and base["paper_top1"] is not None
-            d_paper = f"{rec['paper_top1'] - base['paper_top1']:+.2f}" if both else "–"
+            paper_base = base["paper_top1"] if base else None
+            both = rec["paper_top1"] is not None and paper_base is not None
+            d_paper = f"{rec['paper_top1'] - paper_base:+.2f}" if both else "–"
             cells += [ours, paper, d_ours, d_paper]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

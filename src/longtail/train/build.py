@@ -14,12 +14,14 @@ from longtail.data.loader import DeviceLoader
 from longtail.data.samplers import IndexSampler
 from longtail.errors import LongtailError
 from longtail.eval.predict import evaluate
-from longtail.losses import class_balanced_weights
+from longtail.losses import logit_adjust_posthoc
+from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
 from longtail.train import runtime
 from longtail.train.data_setup import PreparedData
-from longtail.train.step import CrossEntropyStep
+from longtail.train.objective import Objective
+from longtail.train.step import SupervisedStep
 
 
 def augment_spec(cfg: Config) -> AugmentSpec:
@@ -49,13 +51,6 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
     return model
 
 
-def loss_weights(cfg: Config, counts: list[int], epoch: int, device: torch.device) -> Any:
-    """Class weights active at ``epoch`` (None before ``loss.reweight_epoch``: DRW, Cao et al.)."""
-    if cfg.loss.reweight == "none" or epoch < cfg.loss.reweight_epoch:
-        return None
-    return class_balanced_weights(counts, cfg.loss.beta).to(device)
-
-
 @dataclass
 class TrainingParts:
     """What one supervised run is made of: built the same way by the trainer and the benchmarks."""
@@ -63,7 +58,17 @@ class TrainingParts:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     loader: DeviceLoader
-    step: CrossEntropyStep
+    objective: Objective
+    step: SupervisedStep
+
+    def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
+        """Per-epoch switches: DRW class weights, DRS sampling, progressive sampling's t/T."""
+        self.objective.set_epoch(epoch, device)
+        sampler = self.loader.sampler
+        if cfg.train.resample_epoch is not None:
+            sampler.set_mode(drs_mode(epoch, cfg.train.resample_epoch))
+        if cfg.train.sampler == "progressive":
+            sampler.set_progress(progressive_fraction(epoch, cfg.train.epochs))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -111,10 +116,11 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             " images: lower the batch size"
         )
     amp = runtime.autocast_dtype(cfg.train, device)
-    step = CrossEntropyStep(
-        model, optimizer, device, amp, cfg.train.channels_last, cfg.train.compile
+    objective = Objective(cfg.loss, data.train_counts).to(device)
+    step = SupervisedStep(
+        model, optimizer, objective, device, amp, cfg.train.channels_last, cfg.train.compile
     )
-    return TrainingParts(model, optimizer, loader, step)
+    return TrainingParts(model, optimizer, loader, objective, step)
 
 
 def evaluate_model(
@@ -127,6 +133,8 @@ def evaluate_model(
         x = normalize(x, mean, std)
         return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
 
+    if cfg.eval.posthoc_tau is not None:
+        model = PosthocAdjusted(model, data.train_counts, cfg.eval.posthoc_tau)
     return evaluate(
         model,
         data.test_images,
@@ -139,3 +147,14 @@ def evaluate_model(
         many_threshold=cfg.eval.many_threshold,
         few_threshold=cfg.eval.few_threshold,
     )
+
+
+class PosthocAdjusted(nn.Module):
+    """Evaluation-time logit adjustment (Menon et al. 2021): logits - tau * log(prior)."""
+
+    def __init__(self, model: nn.Module, class_counts: list[int], tau: float) -> None:
+        super().__init__()
+        self.model, self.counts, self.tau = model, class_counts, tau
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logit_adjust_posthoc(self.model(x), self.counts, self.tau)

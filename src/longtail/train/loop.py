@@ -15,7 +15,7 @@ from longtail.eval.plots import plot_per_class_accuracy
 from longtail.io import atomic_torch_save
 from longtail.optim.schedules import lr_factor
 from longtail.train import runtime
-from longtail.train.build import TrainingParts, evaluate_model, loss_weights
+from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
 from longtail.train.progress import Progress
 from longtail.train.run_folder import CHECKPOINT, PLOT, RunFolder
@@ -50,7 +50,7 @@ def fit(
     )
     summary: dict[str, Any] = {}
     for epoch in range(start_epoch, epochs):
-        weights = loss_weights(cfg, data.train_counts, epoch, device)
+        parts.start_epoch(cfg, epoch, device)
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -59,7 +59,7 @@ def fit(
             assert isinstance(x, torch.Tensor)  # one view
             step = epoch * steps_per_epoch + i
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
-            loss_sum += parts.step(x, y, lr, weights)
+            loss_sum += parts.step(x, y, lr)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 mean_loss = loss_sum.item() / (i + 1)
                 _check_finite(mean_loss, epoch, run)

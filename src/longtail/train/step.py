@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from longtail.train import runtime
 
 
-class CrossEntropyStep:
-    """forward (autocast) -> cross-entropy in float32 -> backward -> SGD step.
+class SupervisedStep:
+    """forward (autocast) -> classification loss on float32 logits -> backward -> SGD step.
 
     The loss stays on the device (no host sync); the caller reads it when it chooses to.
     """
@@ -19,6 +20,7 @@ class CrossEntropyStep:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
+        criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         device: torch.device,
         amp: torch.dtype | None,
         channels_last: bool,
@@ -27,21 +29,20 @@ class CrossEntropyStep:
         self.model = model
         self.forward = torch.compile(model) if compile else model
         self.optimizer = optimizer
+        self.criterion = criterion
         self.device = device
         self.amp = amp
         self.channels_last = channels_last
 
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, lr: float, weight: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """x: float [B, C, H, W] normalised; y: int64 [B]; weight: float [C] or None -> loss []."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """x: float [B, C, H, W] normalised; y: int64 [B] -> loss []."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with runtime.autocast(self.amp, self.device):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y, weight=weight)
+        loss = self.criterion(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
