@@ -48,16 +48,14 @@ def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[
     stream = batches()
     model.train()
     for _ in range(warmup):
-        x, y = next(stream)
-        step(x, y, cfg.optim.lr)
+        step(next(stream), cfg.optim.lr)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     loss = torch.zeros((), device=device)
     for _ in range(steps):
-        x, y = next(stream)
-        loss += step(x, y, cfg.optim.lr)
+        loss += step(next(stream), cfg.optim.lr)
     _sync(device)
     elapsed = time.perf_counter() - t0
     ms = elapsed / steps * 1e3

@@ -119,6 +119,26 @@ class TrainConfig:
 
 
 @dataclass
+class StrategyConfig:
+    """How a run is staged. ``hybrid``: contrastive + class-balanced CE branches (Wang et al. 2021)."""
+
+    name: str = "supervised"  # supervised | hybrid
+    contrastive: str = "supcon"  # hybrid branch loss: supcon | psc | mpsc | ce (the CE-CE ablation)
+    temperature: float = 0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2)
+    num_prototypes: int = 2  # MPSC prototypes per class
+    proj_hidden: int = 512  # projection head: features -> hidden -> proj_dim (one hidden layer)
+    proj_dim: int = 128
+    proj_batch_norm: bool = False
+    curriculum: str = "parabolic"  # parabolic 1-(t/T)^2 (CIFAR) | linear 1-t/T (iNat) | fixed
+    fixed_alpha: float = 0.5  # alpha when curriculum=fixed (the no-curriculum ablation)
+    batch_norm: str = "joint"  # joint: one forward of all views | separate: one per branch
+    ce_sampler: str = "class_balanced"  # the CE branch's sampler
+    jitter_views: list[bool] = field(
+        default_factory=lambda: [False, True]
+    )  # views with augment.jitter
+
+
+@dataclass
 class EvalConfig:
     every: int = 1  # evaluate on the test set every N epochs (and always after the last)
     batch_size: int = 1024
@@ -146,6 +166,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
 
@@ -174,6 +195,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": ("step", "cosine", "constant"),
     "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
     "train.precision": ("auto", "fp32", "bf16"),
+    "strategy.name": ("supervised", "hybrid"),
+    "strategy.contrastive": ("supcon", "psc", "mpsc", "ce"),
+    "strategy.curriculum": ("parabolic", "linear", "fixed"),
+    "strategy.batch_norm": ("joint", "separate"),
+    "strategy.ce_sampler": ("random", "class_balanced", "sqrt"),
 }
 
 
@@ -358,6 +384,16 @@ def validate(cfg: Config) -> None:
             "train.resample_epoch (DRS) switches random sampling to class-balanced: set"
             " train.sampler=random"
         )
+    if cfg.strategy.name == "hybrid":
+        if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
+            raise LongtailError(
+                "strategy.name=hybrid samples its own streams: set strategy.ce_sampler instead of"
+                " train.sampler / train.resample_epoch"
+            )
+        if len(cfg.strategy.jitter_views) != 2:
+            raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
+        if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
+            raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
     if cfg.eval.few_threshold > cfg.eval.many_threshold:
         raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from longtail.losses import logit_adjust_posthoc
 from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
+from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
 from longtail.train import runtime
 from longtail.train.data_setup import PreparedData
 from longtail.train.objective import Objective
@@ -39,13 +40,16 @@ def augment_spec(cfg: Config) -> AugmentSpec:
 
 
 def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Module:
-    model = create_model(
+    model: nn.Module = create_model(
         cfg.model.name,
         num_classes=data.num_classes,
         in_chans=data.in_chans,
         classifier=cfg.model.classifier,
         **cfg.model.kwargs,
-    ).to(device)
+    )
+    if cfg.strategy.name == "hybrid":
+        model = HybridNet(model, cfg.strategy, data.num_classes)
+    model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
@@ -57,13 +61,14 @@ class TrainingParts:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    loader: DeviceLoader
+    loader: DeviceLoader | HybridLoader
     objective: Objective
-    step: SupervisedStep
+    step: SupervisedStep | HybridStep
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
         """Per-epoch switches: DRW class weights, DRS sampling, progressive sampling's t/T."""
         self.objective.set_epoch(epoch, device)
+        self.step.set_epoch(epoch, cfg.train.epochs)
         sampler = self.loader.sampler
         if cfg.train.resample_epoch is not None:
             sampler.set_mode(drs_mode(epoch, cfg.train.resample_epoch))
@@ -98,18 +103,45 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
     )
-    sampler = IndexSampler(
-        data.train_labels,
-        data.num_classes,
-        cfg.train.batch_size,
-        mode=cfg.train.sampler,  # type: ignore[arg-type]
-        drop_last=True,
-        generator=torch.Generator(device=device).manual_seed(cfg.train.seed),
-        max_batches=cfg.train.max_steps_per_epoch,
-    )
-    aug_generator = torch.Generator(device=device).manual_seed(cfg.train.seed + 1)
-    aug = BatchAugment(augment_spec(cfg), data.mean, data.std, generator=aug_generator)
-    loader = DeviceLoader(data.train_images, data.train_labels, sampler, [aug])
+
+    def sampler(mode: str, seed: int, max_batches: int | None) -> IndexSampler:
+        return IndexSampler(
+            data.train_labels,
+            data.num_classes,
+            cfg.train.batch_size,
+            mode=mode,  # type: ignore[arg-type]
+            drop_last=True,
+            generator=torch.Generator(device=device).manual_seed(seed),
+            max_batches=max_batches,
+        )
+
+    def augment(spec: AugmentSpec, seed: int) -> BatchAugment:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        return BatchAugment(spec, data.mean, data.std, generator=generator)
+
+    seed, cut = cfg.train.seed, cfg.train.max_steps_per_epoch
+    spec = augment_spec(cfg)
+    loader: DeviceLoader | HybridLoader
+    if cfg.strategy.name == "hybrid":
+        plain = replace(spec, jitter=(0.0, 0.0, 0.0, 0.0))
+        views = [
+            augment(spec if j else plain, seed + 1 + k)
+            for k, j in enumerate(cfg.strategy.jitter_views)
+        ]
+        loader = HybridLoader(
+            DeviceLoader(data.train_images, data.train_labels, sampler("random", seed, cut), views),
+            DeviceLoader(
+                data.train_images,
+                data.train_labels,
+                sampler(cfg.strategy.ce_sampler, seed + 10, None),
+                [augment(plain, seed + 11)],
+            ),
+        )
+    else:
+        images, labels = data.train_images, data.train_labels
+        loader = DeviceLoader(
+            images, labels, sampler(cfg.train.sampler, seed, cut), [augment(spec, seed + 1)]
+        )
     if len(loader) == 0:
         raise LongtailError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"
@@ -117,9 +149,15 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
         )
     amp = runtime.autocast_dtype(cfg.train, device)
     objective = Objective(cfg.loss, data.train_counts).to(device)
-    step = SupervisedStep(
-        model, optimizer, objective, device, amp, cfg.train.channels_last, cfg.train.compile
-    )
+    step: SupervisedStep | HybridStep
+    if isinstance(model, HybridNet):
+        step = HybridStep(
+            model, optimizer, objective, cfg.strategy, device, amp, cfg.train.channels_last
+        )
+    else:
+        step = SupervisedStep(
+            model, optimizer, objective, device, amp, cfg.train.channels_last, cfg.train.compile
+        )
     return TrainingParts(model, optimizer, loader, objective, step)
 
 

@@ -55,11 +55,10 @@ def fit(
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         lr = cfg.optim.lr
-        for i, (x, y) in enumerate(loader):
-            assert isinstance(x, torch.Tensor)  # one view
+        for i, batch in enumerate(loader):
             step = epoch * steps_per_epoch + i
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
-            loss_sum += parts.step(x, y, lr)
+            loss_sum += parts.step(batch, lr)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 mean_loss = loss_sum.item() / (i + 1)
                 _check_finite(mean_loss, epoch, run)

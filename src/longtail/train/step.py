@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,8 +35,12 @@ class SupervisedStep:
         self.amp = amp
         self.channels_last = channels_last
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
-        """x: float [B, C, H, W] normalised; y: int64 [B] -> loss []."""
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Nothing changes per epoch in plain supervised training."""
+
+    def __call__(self, batch: Any, lr: float) -> torch.Tensor:
+        """batch: (x float [B, C, H, W] normalised, y int64 [B]) -> loss []."""
+        x, y = batch
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.channels_last:

@@ -1,0 +1,169 @@
+"""Hybrid networks (Wang et al., CVPR 2021): a contrastive branch learns features, a class-balanced
+cross-entropy branch learns the classifier, and a curriculum weight moves training between them.
+
+    L = alpha(t) * L_con(B_con) + (1 - alpha(t)) * L_CE(B_CE),   alpha(t) = 1 - (t / T)^2  (CIFAR)
+
+B_con: an instance-sampled batch seen as two views (one with colour jitter, one without) through
+the backbone and a one-hidden-layer projection head to L2-normalised features, scored by SupCon
+(Hybrid-SC), PSC or MPSC (Hybrid-PSC/MPSC), or by CE on the classifier (the CE-CE ablation).
+B_CE: a class-balanced batch, one view, through the backbone and the linear classifier.
+
+BatchNorm: with ``batch_norm="joint"`` (default) the three views go through the backbone in one
+forward, so BN statistics mix the instance-sampled and class-balanced batches (one pass, fastest);
+``"separate"`` runs the contrastive views and the CE view in two passes, as BBN does, so each
+branch's batch is normalised by its own statistics. Which reproduces the paper better is an open
+ablation (``../shared/reference/hybrid-reproduction.md``); both are here to measure it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from longtail.config import StrategyConfig
+from longtail.data.loader import DeviceLoader
+from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
+from longtail.models.heads import ProjectionHead
+from longtail.train import runtime
+
+
+def curriculum_alpha(epoch: int, epochs: int, cfg: StrategyConfig) -> float:
+    """alpha(t) at 0-based ``epoch`` of ``epochs``: parabolic 1 - (t/T)^2, linear 1 - t/T, or fixed."""
+    t = epoch / epochs
+    if cfg.curriculum == "parabolic":
+        return 1.0 - t**2
+    if cfg.curriculum == "linear":
+        return 1.0 - t
+    return cfg.fixed_alpha
+
+
+class HybridNet(nn.Module):
+    """Backbone + projection head + the contrastive loss (which holds PSC/MPSC prototypes).
+
+    ``forward`` is the backbone's classifier path, so evaluation treats it like any model.
+    """
+
+    def __init__(self, backbone: nn.Module, cfg: StrategyConfig, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        width = int(backbone.num_features)  # type: ignore[arg-type]
+        self.projector = ProjectionHead(width, cfg.proj_hidden, cfg.proj_dim, cfg.proj_batch_norm)
+        self.contrastive: nn.Module | None
+        if cfg.contrastive == "supcon":
+            self.contrastive = SupConLoss(temperature=cfg.temperature)
+        elif cfg.contrastive == "psc":
+            self.contrastive = PSCLoss(num_classes, cfg.proj_dim, temperature=cfg.temperature)
+        elif cfg.contrastive == "mpsc":
+            self.contrastive = MPSCLoss(
+                num_classes, cfg.proj_dim, cfg.num_prototypes, temperature=cfg.temperature
+            )
+        else:  # "ce": the CE-CE ablation, no contrastive loss
+            self.contrastive = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.backbone(x)  # type: ignore[no-any-return]
+
+    def pooled(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> pooled backbone features [B, F]."""
+        b = self.backbone
+        return b.forward_head(b.forward_features(x), pre_logits=True)  # type: ignore[no-any-return, operator]
+
+    def classify(self, pooled: Tensor) -> Tensor:
+        return self.backbone.get_classifier()(pooled)  # type: ignore[no-any-return, operator]
+
+
+class HybridLoader:
+    """Zips the contrastive stream (two views, instance sampling) with the CE stream (one view,
+    class-balanced); an epoch is one pass of the contrastive stream, the CE stream wraps around."""
+
+    def __init__(self, contrastive: DeviceLoader, ce: DeviceLoader) -> None:
+        self.contrastive, self.ce = contrastive, ce
+        self.sampler = contrastive.sampler
+        self._ce_iter: Iterator[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.contrastive)
+
+    def _next_ce(self) -> Any:
+        if self._ce_iter is None:
+            self._ce_iter = iter(self.ce)
+        try:
+            return next(self._ce_iter)
+        except StopIteration:
+            self._ce_iter = iter(self.ce)
+            return next(self._ce_iter)
+
+    def __iter__(self) -> Iterator[Any]:
+        for views, y_con in self.contrastive:
+            x_ce, y_ce = self._next_ce()
+            yield views, y_con, x_ce, y_ce
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"contrastive": self.contrastive.state_dict(), "ce": self.ce.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.contrastive.load_state_dict(state["contrastive"])
+        self.ce.load_state_dict(state["ce"])
+        self._ce_iter = None  # the CE sampler resumes its epoch in progress on the next iter()
+
+
+class HybridStep:
+    """One optimisation step of the hybrid loss; ``alpha`` is set per epoch by the curriculum."""
+
+    def __init__(
+        self,
+        net: HybridNet,
+        optimizer: torch.optim.Optimizer,
+        ce_loss: nn.Module,
+        cfg: StrategyConfig,
+        device: torch.device,
+        amp: torch.dtype | None,
+        channels_last: bool,
+    ) -> None:
+        self.net, self.optimizer, self.ce_loss, self.cfg = net, optimizer, ce_loss, cfg
+        self.device, self.amp, self.channels_last = device, amp, channels_last
+        self.alpha = 1.0
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self.alpha = curriculum_alpha(epoch, epochs, self.cfg)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def losses(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """(L_con, L_CE) of one batch ``([view1, view2], y_con, x_ce, y_ce)``, float32 scalars."""
+        (v1, v2), y_con, x_ce, y_ce = batch
+        n = v1.shape[0]
+        with runtime.autocast(self.amp, self.device):
+            if self.cfg.batch_norm == "joint":
+                pooled = self.net.pooled(self._layout(torch.cat([v1, v2, x_ce])))
+                f_con, f_ce = pooled[: 2 * n], pooled[2 * n :]
+            else:
+                f_con = self.net.pooled(self._layout(torch.cat([v1, v2])))
+                f_ce = self.net.pooled(self._layout(x_ce))
+            ce_logits = self.net.classify(f_ce)
+            con_out = (
+                self.net.classify(f_con)
+                if self.net.contrastive is None
+                else self.net.projector(f_con)
+            )
+        labels = torch.cat([y_con, y_con])
+        if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
+            con = F.cross_entropy(con_out.float(), labels)
+        else:
+            con = self.net.contrastive(con_out.float(), labels)
+        return con, self.ce_loss(ce_logits.float(), y_ce)
+
+    def __call__(self, batch: Any, lr: float) -> Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        con, ce = self.losses(batch)
+        loss = self.alpha * con + (1.0 - self.alpha) * ce
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
