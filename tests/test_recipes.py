@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longtail.config import load_config
+from longtail.config import load_config, read_yaml_mapping
 from longtail.train.trainer import train
 from shared_data import REPO, require_fashion_mnist, require_shared
 
@@ -22,6 +22,12 @@ def _require_data(root: str) -> None:
         require_shared(str(path).split("shared/data/", 1)[1])
 
 
+def _needs_source(recipe: Path) -> bool:
+    """Stage-2 recipes (cRT, LWS, TwoStage-SC stage 2) start from another run: init.run=RUN_DIR."""
+    init = read_yaml_mapping(recipe, "recipe").get("init") or {}
+    return init.get("freeze", "none") != "none" or bool(init.get("reset_classifier"))
+
+
 @pytest.fixture(scope="session")
 def decode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One decoded-array cache per test session (per xdist worker): each dataset decodes once."""
@@ -33,7 +39,9 @@ def test_recipe_smoke(
     recipe: Path, tmp_path: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(REPO)  # recipes name data relative to the repository root
-    cfg = load_config(recipe)
+    # a stage-2 recipe needs init.run only to train: its data and paper fields load without it
+    unstaged = ["init.freeze=none", "init.reset_classifier=false"] if _needs_source(recipe) else []
+    cfg = load_config(recipe, unstaged)
     _require_data(cfg.data.root)
     small = [
         "data.total=300",  # the recipe's own ratio and profile, a few hundred images
@@ -45,6 +53,9 @@ def test_recipe_smoke(
         "train.progress=false",
         f"out_dir={tmp_path}",
     ]
+    if unstaged:  # a tiny stage 1 of the same model and data stands in for the source run
+        source = train(load_config(recipe, [*small, *unstaged, f"out_dir={tmp_path / 'stage1'}"]))
+        small.append(f"init.run={source}")
     small_cfg = load_config(recipe, small)
     run = train(small_cfg)
     final = json.loads((run / "final.json").read_text())

@@ -1,8 +1,9 @@
-"""Command line: ``longtail {train,eval,data} ...``.
+"""Command line: ``longtail {train,eval,taunorm,data,pack,report} ...``.
 
     longtail train RECIPE.yaml [key=value ...]      train; prints the run folder
     longtail train [RECIPE.yaml] resume=RUN_DIR     continue a run exactly (train.epochs=N extends it)
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
+    longtail taunorm RUN_DIR [key=value ...]        tau-norm: pick tau on a validation split; taunorm.json
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
     longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
@@ -53,6 +54,20 @@ def cmd_eval(args: list[str]) -> None:
     print(json.dumps(result))
 
 
+def cmd_taunorm(args: list[str]) -> None:
+    from longtail.train.evaluate_run import taunorm_run
+
+    if not args:
+        raise LongtailError("longtail taunorm needs a run folder: longtail taunorm runs/<run>")
+    result = taunorm_run(args[0], args[1:])
+    print(
+        json.dumps(
+            {k: result[k] for k in ("tau", "val_top1_at_tau")}
+            | {"test_top1": result["test"]["top1"]}
+        )
+    )
+
+
 def cmd_data(args: list[str]) -> None:
     from longtail.config import load_config
     from longtail.train.data_setup import describe_subset
@@ -89,6 +104,7 @@ def cmd_report(args: list[str]) -> None:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "taunorm": cmd_taunorm,
     "data": cmd_data,
     "pack": cmd_pack,
     "report": cmd_report,

@@ -139,12 +139,22 @@ class StrategyConfig:
 
 
 @dataclass
+class InitConfig:
+    """Start from another run's checkpoint (decoupled stage 2: cRT, LWS; two-stage training)."""
+
+    run: str | None = None  # the source run folder; its lt_index.json becomes data.index_file
+    freeze: str = "none"  # none | backbone (cRT) | all_but_scales (LWS)
+    reset_classifier: bool = False  # re-initialise the classifier after loading (cRT)
+
+
+@dataclass
 class EvalConfig:
     every: int = 1  # evaluate on the test set every N epochs (and always after the last)
     batch_size: int = 1024
     many_threshold: int = 100  # many: > 100 training images
     few_threshold: int = 20  # few: < 20 training images
     posthoc_tau: float | None = None  # post-hoc logit adjustment at test time (Menon et al. 2021)
+    tau_norm: float | None = None  # tau-normalised classifier, bias dropped (Kang et al. 2020)
 
 
 @dataclass
@@ -167,6 +177,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    init: InitConfig = field(default_factory=InitConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
 
@@ -200,6 +211,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.curriculum": ("parabolic", "linear", "fixed"),
     "strategy.batch_norm": ("joint", "separate"),
     "strategy.ce_sampler": ("random", "class_balanced", "sqrt"),
+    "init.freeze": ("none", "backbone", "all_but_scales"),
 }
 
 
@@ -394,12 +406,30 @@ def validate(cfg: Config) -> None:
             raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
         if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
             raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
+    _validate_init(cfg)
     if cfg.eval.few_threshold > cfg.eval.many_threshold:
         raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:
         raise LongtailError(
             f"name={cfg.name!r} must be one folder name (no '/'): e.g. name=ce-r100"
         )
+
+
+def _validate_init(cfg: Config) -> None:
+    init = cfg.init
+    # A missing init.run is checked when training starts (decoupling.require_source), so a
+    # stage-2 recipe still loads for `longtail data` and the recipe checks.
+    if init.freeze == "all_but_scales" and init.reset_classifier:
+        raise LongtailError(
+            "init.freeze=all_but_scales (LWS) scales the source's classifier: set"
+            " init.reset_classifier=false"
+        )
+    if init.freeze != "none" and cfg.strategy.name != "supervised":
+        raise LongtailError(
+            f"init.freeze={init.freeze} re-trains a classifier: set strategy.name=supervised"
+        )
+    if cfg.eval.tau_norm is not None and cfg.eval.posthoc_tau is not None:
+        raise LongtailError("eval.tau_norm and eval.posthoc_tau are two corrections: set one")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

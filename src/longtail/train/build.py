@@ -18,6 +18,7 @@ from longtail.losses import logit_adjust_posthoc
 from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
+from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
 from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
 from longtail.train import runtime
 from longtail.train.data_setup import PreparedData
@@ -47,6 +48,7 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
         classifier=cfg.model.classifier,
         **cfg.model.kwargs,
     )
+    wrap_for_stage(model, cfg)  # type: ignore[arg-type]
     if cfg.strategy.name == "hybrid":
         model = HybridNet(model, cfg.strategy, data.num_classes)
     model = model.to(device)
@@ -64,6 +66,7 @@ class TrainingParts:
     loader: DeviceLoader | HybridLoader
     objective: Objective
     step: SupervisedStep | HybridStep
+    frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
         """Per-epoch switches: DRW class weights, DRS sampling, progressive sampling's t/T."""
@@ -97,6 +100,7 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
     """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step."""
     runtime.seed_everything(cfg.train.seed)
     model = build_model(cfg, data, device)
+    frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
     optimizer = torch.optim.SGD(
         param_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay_1d),
         lr=cfg.optim.lr,
@@ -158,7 +162,7 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
         step = SupervisedStep(
             model, optimizer, objective, device, amp, cfg.train.channels_last, cfg.train.compile
         )
-    return TrainingParts(model, optimizer, loader, objective, step)
+    return TrainingParts(model, optimizer, loader, objective, step, frozen)
 
 
 def evaluate_model(
@@ -171,6 +175,8 @@ def evaluate_model(
         x = normalize(x, mean, std)
         return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
 
+    if cfg.eval.tau_norm is not None:
+        model = TauNormalized(model, cfg.eval.tau_norm)
     if cfg.eval.posthoc_tau is not None:
         model = PosthocAdjusted(model, data.train_counts, cfg.eval.posthoc_tau)
     return evaluate(

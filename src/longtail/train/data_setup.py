@@ -173,3 +173,46 @@ def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     full = load_arrays(cfg, "train")
     record = choose_indices(cfg, full.labels, full.num_classes)
     return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
+
+
+def validation_indices(
+    labels: np.ndarray, used: np.ndarray, num_classes: int, per_class: int, seed: int
+) -> np.ndarray:
+    """A balanced validation split of the training images NOT in the long-tailed subset.
+
+    Every class gets the same count, ``min(per_class, fewest spare images of any class)``, drawn
+    without replacement by a seeded RandomState; indices (into the full training split) are sorted
+    per class, classes in order. Model choices (tau-norm's tau) are made here, never on the test set.
+    """
+    spare = np.ones(len(labels), dtype=bool)
+    spare[used] = False
+    pools = [np.flatnonzero(spare & (labels == c)) for c in range(num_classes)]
+    n = min(per_class, *(len(p) for p in pools))
+    if n == 0:
+        empty = next(c for c, p in enumerate(pools) if len(p) == 0)
+        raise LongtailError(
+            f"class {empty} has no training images outside the long-tailed subset, so no balanced"
+            " validation split exists: train stage 1 with data.n_max below the largest class size"
+        )
+    rng = np.random.RandomState(seed)
+    return np.concatenate([np.sort(rng.choice(p, n, replace=False)) for p in pools])
+
+
+def prepare_validation(
+    cfg: DataConfig, record: dict[str, Any], device: torch.device, per_class: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(uint8 images [V, C, H, W], int64 labels [V], indices [V]) of :func:`validation_indices`."""
+    if cfg.dataset == "pack":
+        raise LongtailError(
+            "a data pack holds only the long-tailed subset, so it has no spare images for a"
+            " validation split: run this on the original dataset (data.dataset, data.root)"
+        )
+    full = load_arrays(cfg, "train")
+    used = np.asarray(record["indices"], dtype=np.int64)
+    indices = validation_indices(full.labels, used, full.num_classes, per_class, seed)
+    val = full.subset(indices)
+    return (
+        to_device_tensor(val.images, device),
+        torch.as_tensor(val.labels, dtype=torch.int64, device=device),
+        indices,
+    )

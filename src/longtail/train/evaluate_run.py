@@ -1,4 +1,4 @@
-"""Re-evaluate a finished (or interrupted) run's checkpoint on the test split."""
+"""Re-evaluate a finished (or interrupted) run's checkpoint on the test split; tau-norm's sweep."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from longtail.config import merge_config, overrides_tree, to_dict
+from torch import nn
+
+from longtail.config import Config, merge_config, overrides_tree, to_dict
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
 from longtail.train import runtime
 from longtail.train.build import build_model, evaluate_model
-from longtail.train.data_setup import prepare_data
+from longtail.train.data_setup import PreparedData, prepare_data, prepare_validation
 from longtail.train.run_folder import INDEX, RunFolder
 
 # Evaluation may run elsewhere (device, batch, the data's new location), never on other data.
@@ -27,8 +29,65 @@ EVAL_OVERRIDABLE = (
 )
 
 
+TAUS = [round(0.1 * k, 1) for k in range(21)]  # Kang et al.: tau in [0, 2], step 0.1
+
+
 def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Rebuild the model of ``run_dir``, load its checkpoint, evaluate; write ``eval.json``."""
+    cfg, data, model, epoch, run = _load_run(run_dir, overrides)
+    device = data.test_labels.device
+    result = evaluate_model(model, data, cfg, device)
+    result["epoch"] = epoch
+    atomic_write_json(run.file("eval.json"), result)
+    return result
+
+
+def taunorm_run(
+    run_dir: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    val_per_class: int = 50,
+    val_seed: int = 0,
+    taus: Sequence[float] = TAUS,
+) -> dict[str, Any]:
+    """tau-norm (Kang et al. 2020): sweep tau on a balanced validation split, test at the best.
+
+    The validation split holds training images outside the run's long-tailed subset (the same
+    count per class, up to ``val_per_class``, seeded); the test set is used only once, at the
+    chosen tau. Writes ``taunorm.json`` (chosen tau, the sweep curve, the test result).
+    """
+    cfg, data, model, epoch, run = _load_run(run_dir, overrides)
+    device = data.test_labels.device
+    val_images, val_labels, val_indices = prepare_validation(
+        cfg.data, data.index_record, device, val_per_class, val_seed
+    )
+    val = replace(data, test_images=val_images, test_labels=val_labels)
+    curve = [
+        evaluate_model(model, val, replace(cfg, eval=replace(cfg.eval, tau_norm=t)), device)["top1"]
+        for t in taus
+    ]
+    best = int(max(range(len(taus)), key=lambda i: (curve[i], -i)))  # ties: the smallest tau
+    tau = float(taus[best])
+    test = evaluate_model(model, data, replace(cfg, eval=replace(cfg.eval, tau_norm=tau)), device)
+    result = {
+        "method": "tau-norm",
+        "tau": tau,
+        "val_top1_at_tau": curve[best],
+        "sweep": {"tau": [float(t) for t in taus], "val_top1": curve},
+        "val_per_class": len(val_indices) // data.num_classes,
+        "val_seed": val_seed,
+        "val_indices": val_indices.tolist(),
+        "epoch": epoch,
+        "test": test,
+    }
+    atomic_write_json(run.file("taunorm.json"), result)
+    return result
+
+
+def _load_run(
+    run_dir: str | Path, overrides: Sequence[str]
+) -> tuple[Config, PreparedData, nn.Module, int, RunFolder]:
+    """A run's config (with evaluation overrides), its data subset and its checkpointed model."""
     run = RunFolder.open(run_dir)
     cfg = merge_config(
         [
@@ -48,7 +107,4 @@ def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
         model.load_state_dict(state["model"])
     except RuntimeError:
         raise LongtailError(f"{run.path}/checkpoint.pt does not fit its config's model") from None
-    result = evaluate_model(model, data, cfg, device)
-    result["epoch"] = state["epoch"]
-    atomic_write_json(run.file("eval.json"), result)
-    return result
+    return cfg, data, model, int(state["epoch"]), run

@@ -13,6 +13,7 @@ import torch
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
+from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train import runtime
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
@@ -29,6 +30,7 @@ def train(cfg: Config) -> Path:
     Data, model and augmentation are built before the folder exists, so a bad recipe or bad data
     leaves nothing behind.
     """
+    cfg = _with_source_subset(cfg)
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device)
@@ -37,6 +39,19 @@ def train(cfg: Config) -> Path:
     run.write_config(to_yaml(cfg))
     atomic_write_json(run.file(INDEX), data.index_record)
     return _run(cfg, data, device, run, parts, 0, None)
+
+
+def _with_source_subset(cfg: Config) -> Config:
+    """A run started from ``init.run`` trains on its source's subset (cRT on other images is wrong)."""
+    index = source_index_file(cfg)
+    if index is None:
+        return cfg
+    if cfg.data.index_file not in (None, index):
+        raise LongtailError(
+            f"data.index_file={cfg.data.index_file} differs from init.run's subset {index}: drop"
+            " data.index_file (a stage trains on its source run's images)"
+        )
+    return replace(cfg, data=replace(cfg.data, index_file=index))
 
 
 def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
@@ -93,6 +108,9 @@ def _run(
     run.write_status("running", epoch=start_epoch)
     try:
         final = fit(cfg, data, device, run, parts, start_epoch, history)
+        if parts.frozen is not None:  # moco-v3's sanity check: the frozen part did not move
+            check_frozen(parts.model, parts.frozen)
+            final["frozen_tensors_unchanged"] = len(parts.frozen)
     except KeyboardInterrupt:
         run.write_status("interrupted")
         raise LongtailError(
