@@ -120,13 +120,16 @@ class TrainConfig:
 
 @dataclass
 class StrategyConfig:
-    """How a run is staged. ``hybrid``: contrastive + class-balanced CE branches (Wang et al. 2021)."""
+    """How a run is staged. ``hybrid``: contrastive + class-balanced CE branches (Wang et al. 2021);
+    ``kcl``: KCL stage 1, MoCo-style key encoder and labelled queue (Kang et al. 2021)."""
 
-    name: str = "supervised"  # supervised | hybrid
+    name: str = "supervised"  # supervised | hybrid | kcl
     contrastive: str = "supcon"  # hybrid branch loss: supcon | psc | mpsc | ce (the CE-CE ablation)
-    temperature: float = 0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2)
+    temperature: float = (
+        0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2); KCL 0.07
+    )
     num_prototypes: int = 2  # MPSC prototypes per class
-    proj_hidden: int = 512  # projection head: features -> hidden -> proj_dim (one hidden layer)
+    proj_hidden: int = 512  # projection head: features -> hidden -> proj_dim; kcl: 0 = linear head
     proj_dim: int = 128
     proj_batch_norm: bool = False
     curriculum: str = "parabolic"  # parabolic 1-(t/T)^2 (CIFAR) | linear 1-t/T (iNat) | fixed
@@ -136,6 +139,9 @@ class StrategyConfig:
     jitter_views: list[bool] = field(
         default_factory=lambda: [False, True]
     )  # views with augment.jitter
+    k: int = 6  # kcl: positives drawn per anchor from the queue (BalFeat --posk 6)
+    queue_size: int = 4096  # kcl: labelled key queue length (BalFeat 65536 on ImageNet); >= batch
+    key_momentum: float = 0.999  # kcl: EMA momentum m of the key encoder (MoCo)
 
 
 @dataclass
@@ -206,7 +212,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": ("step", "cosine", "constant"),
     "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "strategy.name": ("supervised", "hybrid"),
+    "strategy.name": ("supervised", "hybrid", "kcl"),
     "strategy.contrastive": ("supcon", "psc", "mpsc", "ce"),
     "strategy.curriculum": ("parabolic", "linear", "fixed"),
     "strategy.batch_norm": ("joint", "separate"),
@@ -406,12 +412,37 @@ def validate(cfg: Config) -> None:
             raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
         if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
             raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
+    if cfg.strategy.name == "kcl":
+        _validate_kcl(cfg)
     _validate_init(cfg)
     if cfg.eval.few_threshold > cfg.eval.many_threshold:
         raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:
         raise LongtailError(
             f"name={cfg.name!r} must be one folder name (no '/'): e.g. name=ce-r100"
+        )
+
+
+def _validate_kcl(cfg: Config) -> None:
+    s = cfg.strategy
+    if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
+        raise LongtailError(
+            "strategy.name=kcl learns features from instance-sampled batches: set train.sampler=random"
+            " and drop train.resample_epoch (class-balanced re-training is stage 2)"
+        )
+    if s.k < 1 or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:
+        raise LongtailError(
+            "strategy.k must be >= 1, strategy.temperature > 0 and strategy.key_momentum in [0, 1]:"
+            " KCL uses k=6, temperature=0.07, key_momentum=0.999"
+        )
+    if s.queue_size < cfg.train.batch_size:
+        raise LongtailError(
+            f"strategy.queue_size={s.queue_size} is below train.batch_size={cfg.train.batch_size}:"
+            " a queue must hold at least one batch of keys; raise it (e.g. 4096)"
+        )
+    if s.proj_hidden < 0 or s.proj_dim < 1:
+        raise LongtailError(
+            "strategy.proj_hidden must be >= 0 (0 = linear head) and strategy.proj_dim >= 1"
         )
 
 

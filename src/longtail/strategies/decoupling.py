@@ -149,7 +149,7 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
             " data.dataset as in the source run"
         )
     state: dict[str, Tensor] = run.load_checkpoint()["model"]
-    if source.strategy.name == "hybrid":  # HybridNet: keep the backbone, drop projector and loss
+    if source.strategy.name in ("hybrid", "kcl"):  # keep the backbone, drop heads, queue, key net
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     return path, state
 

@@ -20,6 +20,7 @@ from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
 from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
+from longtail.strategies.kcl import KCLNet, KCLStep
 from longtail.train import runtime
 from longtail.train.data_setup import PreparedData
 from longtail.train.objective import Objective
@@ -51,6 +52,8 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
     wrap_for_stage(model, cfg)  # type: ignore[arg-type]
     if cfg.strategy.name == "hybrid":
         model = HybridNet(model, cfg.strategy, data.num_classes)
+    elif cfg.strategy.name == "kcl":
+        model = KCLNet(model, cfg.strategy)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -65,7 +68,7 @@ class TrainingParts:
     optimizer: torch.optim.Optimizer
     loader: DeviceLoader | HybridLoader
     objective: Objective
-    step: SupervisedStep | HybridStep
+    step: SupervisedStep | HybridStep | KCLStep
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
@@ -79,11 +82,14 @@ class TrainingParts:
             sampler.set_progress(progressive_fraction(epoch, cfg.train.epochs))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "loader": self.loader.state_dict(),
         }
+        if isinstance(self.step, KCLStep):  # its k-positive draw's generator
+            state["step"] = self.step.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
         """Restore from a checkpoint; a checkpoint of another model or run is one line."""
@@ -91,6 +97,8 @@ class TrainingParts:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.loader.load_state_dict(state["loader"])
+            if isinstance(self.step, KCLStep):
+                self.step.load_state_dict(state["step"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LongtailError(f"{source} does not fit this run ({first}): start anew") from None
@@ -141,6 +149,11 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
                 [augment(plain, seed + 11)],
             ),
         )
+    elif cfg.strategy.name == "kcl":  # two views of one instance-sampled batch, same augmentation
+        views = [augment(spec, seed + 1), augment(spec, seed + 2)]
+        loader = DeviceLoader(
+            data.train_images, data.train_labels, sampler("random", seed, cut), views
+        )
     else:
         images, labels = data.train_images, data.train_labels
         loader = DeviceLoader(
@@ -153,10 +166,14 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
         )
     amp = runtime.autocast_dtype(cfg.train, device)
     objective = Objective(cfg.loss, data.train_counts).to(device)
-    step: SupervisedStep | HybridStep
+    step: SupervisedStep | HybridStep | KCLStep
     if isinstance(model, HybridNet):
         step = HybridStep(
             model, optimizer, objective, cfg.strategy, device, amp, cfg.train.channels_last
+        )
+    elif isinstance(model, KCLNet):
+        step = KCLStep(
+            model, optimizer, cfg.strategy, device, amp, cfg.train.channels_last, seed + 20
         )
     else:
         step = SupervisedStep(
