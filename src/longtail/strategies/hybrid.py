@@ -123,9 +123,11 @@ class HybridStep:
         device: torch.device,
         amp: torch.dtype | None,
         channels_last: bool,
+        compile: bool = False,
     ) -> None:
         self.net, self.optimizer, self.ce_loss, self.cfg = net, optimizer, ce_loss, cfg
         self.device, self.amp, self.channels_last = device, amp, channels_last
+        self.pooled = torch.compile(net.pooled) if compile else net.pooled
         self.alpha = 1.0
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
@@ -140,11 +142,11 @@ class HybridStep:
         n = v1.shape[0]
         with runtime.autocast(self.amp, self.device):
             if self.cfg.batch_norm == "joint":
-                pooled = self.net.pooled(self._layout(torch.cat([v1, v2, x_ce])))
+                pooled = self.pooled(self._layout(torch.cat([v1, v2, x_ce])))
                 f_con, f_ce = pooled[: 2 * n], pooled[2 * n :]
             else:
-                f_con = self.net.pooled(self._layout(torch.cat([v1, v2])))
-                f_ce = self.net.pooled(self._layout(x_ce))
+                f_con = self.pooled(self._layout(torch.cat([v1, v2])))
+                f_ce = self.pooled(self._layout(x_ce))
             ce_logits = self.net.classify(f_ce)
             con_out = (
                 self.net.classify(f_con)

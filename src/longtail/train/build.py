@@ -169,7 +169,14 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
     step: SupervisedStep | HybridStep | KCLStep
     if isinstance(model, HybridNet):
         step = HybridStep(
-            model, optimizer, objective, cfg.strategy, device, amp, cfg.train.channels_last
+            model,
+            optimizer,
+            objective,
+            cfg.strategy,
+            device,
+            amp,
+            cfg.train.channels_last,
+            cfg.train.compile,
         )
     elif isinstance(model, KCLNet):
         step = KCLStep(
