@@ -13,11 +13,8 @@ from longtail.report import collect, markdown_table, report
 from longtail.train.trainer import train
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    root = tmp_path_factory.mktemp("report")
-    write_idx(root / "idx", n_train_per_class=20, n_test_per_class=3)
-    base = [
+def _base(root: Path) -> list[str]:
+    return [
         "data.dataset=fashion_mnist",
         f"data.root={root / 'idx'}",
         "data.cache_dir=null",
@@ -30,6 +27,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         f"out_dir={root / 'runs'}",
         "paper.top1=70.0",
     ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("report")
+    write_idx(root / "idx", n_train_per_class=20, n_test_per_class=3)
+    base = _base(root)
     made = [train(load_config(None, [*base, "method=CE", f"train.seed={s}"])) for s in (0, 1)]
     made.append(train(load_config(None, [*base, "method=CE-DRW", "paper.top1=76.0"])))
     short = load_config(None, [*base, "method=CE", "train.max_steps_per_epoch=1"])
@@ -82,3 +86,14 @@ def test_markdown_gaps() -> None:
     ]
     table = markdown_table(records)
     assert "| CE-DRW | 71.00 ± 0.00 (1) | 76.34 | +5.00 | +5.98 |" in table
+
+
+def test_mixed_settings_and_duplicate_seeds_are_refused(runs: list[Path], tmp_path: Path) -> None:
+    from longtail.errors import LongtailError
+
+    with pytest.raises(LongtailError, match="same seed"):
+        collect([runs[0], runs[0]])
+    root = runs[0].parent.parent
+    other = train(load_config(None, [*_base(root), "method=CE", "optim.lr=0.05", "train.seed=7"]))
+    with pytest.raises(LongtailError, match="different settings"):
+        collect([runs[0], other])

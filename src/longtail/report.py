@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from longtail.config import to_dict
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 from longtail.train.run_folder import FINAL, RunFolder
@@ -39,12 +40,14 @@ def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         cfg = run.read_config()
         if cfg.train.max_steps_per_epoch is not None or cfg.data.test_limit is not None:
             continue  # a shortened run never enters a results table
+        if cfg.method is None:
+            continue  # not a table row (e.g. the first stage of a two-stage method)
         final = json.loads(run.file(FINAL).read_text())
-        method = cfg.method or cfg.name
-        groups[(method, cfg.data.imbalance_ratio, cfg.recipe or "")].append((cfg, final))
+        groups[(cfg.method, cfg.data.imbalance_ratio, cfg.recipe or "")].append((cfg, final))
     records = []
     for (method, ratio, recipe), runs in sorted(groups.items()):
         runs.sort(key=lambda pair: pair[0].train.seed)
+        _check_same_setting(method, ratio, [c for c, _ in runs])
         top1 = [final["top1"] for _, final in runs]
         cfg, last = runs[-1]
         records.append(
@@ -66,6 +69,34 @@ def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             }
         )
     return records
+
+
+# what may differ between the seeds of one results row
+_PER_RUN = {("train", "seed"), ("train", "progress"), ("train", "device"), ("train", "threads")}
+
+
+def _setting(cfg: Any) -> dict[str, Any]:
+    tree = to_dict(cfg)
+    for section, key in _PER_RUN:
+        tree[section].pop(key, None)
+    for key in ("name", "out_dir"):
+        tree.pop(key, None)
+    return tree
+
+
+def _check_same_setting(method: str, ratio: float, configs: list[Any]) -> None:
+    """Seeds of one row must be the same setting, each seed once (else the std is wrong)."""
+    seeds = [c.train.seed for c in configs]
+    if len(set(seeds)) != len(seeds):
+        raise LongtailError(
+            f"{method} r={ratio:g} has two runs with the same seed: pass each seed's run once"
+        )
+    first = _setting(configs[0])
+    if any(_setting(c) != first for c in configs[1:]):
+        raise LongtailError(
+            f"{method} r={ratio:g} mixes runs of different settings: give an ablation its own"
+            " method name (method=<method>+<change>)"
+        )
 
 
 def merge(results_path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -180,3 +180,17 @@ def test_max_batches_ends_the_epoch_and_next_epoch_is_fresh() -> None:
     second_cut, second_full = list(cut), list(full)
     assert all(torch.equal(a, b) for a, b in zip(second_cut, second_full[:2], strict=True))
     assert cut.epoch == 2
+
+
+def test_mode_set_after_loading_at_an_epoch_boundary_applies_to_the_next_epoch() -> None:
+    labels = torch.cat([torch.zeros(90, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    straight = IndexSampler(labels, 2, 10, generator=torch.Generator().manual_seed(5))
+    list(straight)  # epoch 1, random
+    saved = straight.state_dict()
+    straight.set_mode("class_balanced")
+    expected = list(straight)
+    resumed = IndexSampler(labels, 2, 10, generator=torch.Generator().manual_seed(99))
+    resumed.load_state_dict(saved)
+    resumed.set_mode("class_balanced")  # DRS switching at the resumed epoch
+    got = list(resumed)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))

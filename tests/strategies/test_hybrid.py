@@ -180,3 +180,23 @@ def test_hybrid_runs_evaluate_and_resume(idx_root: Path, tmp_path: Path, extra: 
     assert all(torch.equal(a[k], b[k]) for k in a)
     final = json.loads((straight / "final.json").read_text())
     assert evaluate_run(straight)["top1"] == final["top1"]
+
+
+def test_pure_contrastive_stage_never_sees_the_ce_view() -> None:
+    net, _ = _net()
+    cfg = StrategyConfig(curriculum="fixed", fixed_alpha=1.0, proj_hidden=16, proj_dim=8)
+    step = HybridStep(
+        net,
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        torch.nn.CrossEntropyLoss(),
+        cfg,
+        torch.device("cpu"),
+        None,
+        False,
+    )
+    (v1, v2), y_con, x_ce, y_ce = _batch()
+    nan_ce_view = torch.full_like(x_ce, float("nan"))  # would poison BN stats if it were seen
+    con, ce = step.losses(([v1, v2], y_con, nan_ce_view, y_ce))
+    z = net.projector(net.pooled(torch.cat([v1, v2])))
+    assert torch.allclose(con, SupConLoss(0.1)(z, torch.cat([y_con, y_con])), atol=1e-6)
+    assert ce.item() == 0.0

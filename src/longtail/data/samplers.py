@@ -257,6 +257,10 @@ class IndexSampler:
         self._epoch_progress = float(state.get("epoch_progress", self._progress))
         self._epoch = int(state["epoch"])
         self._position = int(state["position"])
-        self._epoch_state = state["generator"].clone()
-        self.generator.set_state(self._epoch_state)
-        self._resume = True
+        self.generator.set_state(state["generator"].clone())
+        # At an epoch boundary nothing of the epoch was consumed: the next epoch is drawn fresh
+        # from the restored generator, so a mode or t/T set after loading (DRS, progressive)
+        # applies to it exactly as in an uninterrupted run.
+        at_boundary = self._position == 0
+        self._epoch_state = None if at_boundary else state["generator"].clone()
+        self._resume = not at_boundary

@@ -44,7 +44,10 @@ class NormedLinear(nn.Module):
             self.weight.copy_(F.normalize(self.weight, dim=1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+        # float32 even under autocast: LDAM multiplies these cosines by s = 30, and bf16's
+        # rounding (~4e-3) would then be ~0.1 logit of noise against margins of a few logits
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

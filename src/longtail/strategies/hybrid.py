@@ -140,6 +140,14 @@ class HybridStep:
         """(L_con, L_CE) of one batch ``([view1, view2], y_con, x_ce, y_ce)``, float32 scalars."""
         (v1, v2), y_con, x_ce, y_ce = batch
         n = v1.shape[0]
+        pure = self.cfg.curriculum == "fixed" and self.cfg.fixed_alpha >= 1.0
+        if pure and self.net.contrastive is not None:
+            # fixed alpha = 1 (pure contrastive, two-stage stage 1): the CE view is not seen at
+            # all, so BatchNorm statistics come from the instance-sampled views only
+            with runtime.autocast(self.amp, self.device):
+                z = self.net.projector(self.pooled(self._layout(torch.cat([v1, v2]))))
+            con = self.net.contrastive(z.float(), torch.cat([y_con, y_con]))
+            return con, torch.zeros_like(con)
         with runtime.autocast(self.amp, self.device):
             if self.cfg.batch_norm == "joint":
                 pooled = self.pooled(self._layout(torch.cat([v1, v2, x_ce])))
