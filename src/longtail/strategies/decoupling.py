@@ -148,6 +148,12 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
             f" run builds {mine[0]} {mine[1]} ({mine[2]}) on {mine[3]}: set model.* and"
             " data.dataset as in the source run"
         )
+    if source.data.imbalance_ratio != cfg.data.imbalance_ratio:
+        raise LongtailError(
+            f"init.run={path} trained on imbalance ratio {source.data.imbalance_ratio:g}, this run"
+            f" says {cfg.data.imbalance_ratio:g} (it reuses the source's subset): set"
+            f" data.imbalance_ratio={source.data.imbalance_ratio:g} or pick a run of that ratio"
+        )
     state: dict[str, Tensor] = run.load_checkpoint()["model"]
     if source.strategy.name in ("hybrid", "kcl"):  # keep the backbone, drop heads, queue, key net
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
