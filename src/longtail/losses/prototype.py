@@ -9,6 +9,8 @@ right as is (gradient averaging gives the full-batch mean), and a MoCo queue has
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,7 +20,7 @@ from longtail.losses.kernel import masked_contrastive, mean_over_valid
 from longtail.losses.masks import check_temperature, cosine_logits, unit_rows
 
 
-class _PrototypeContrast(nn.Module):
+class _PrototypeContrast(nn.Module, abc.ABC):
     """Shared forward: features [N, D], labels [N] against ``bank()`` [C, M, D] -> scalar."""
 
     def __init__(self, num_classes: int, dim: int, temperature: float, exclude: bool) -> None:
@@ -31,8 +33,9 @@ class _PrototypeContrast(nn.Module):
         self.temperature = check_temperature(temperature)
         self.exclude_positive = exclude
 
+    @abc.abstractmethod
     def bank(self) -> Tensor:
-        raise NotImplementedError
+        """The normalised prototypes as [C, M, D] (M = 1 for PSC)."""
 
     def extra_repr(self) -> str:
         c, m, d = self.bank().shape

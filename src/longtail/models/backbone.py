@@ -8,12 +8,14 @@ comes last in the state dict, as in torchvision.
 
 from __future__ import annotations
 
+import abc
+
 from torch import Tensor, nn
 
 from longtail.models.heads import build_classifier
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, abc.ABC):
     """Base class of every model: ``forward = forward_head . forward_features``.
 
     Attributes:
@@ -37,9 +39,9 @@ class Backbone(nn.Module):
     def _init_classifier(self, head: nn.Module) -> None:
         """Hook for a family's own head initialisation; the default keeps PyTorch's."""
 
+    @abc.abstractmethod
     def forward_features(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> feature map ``[B, num_features, h, w]``."""
-        raise NotImplementedError
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Feature map ``[B, F, h, w]`` -> pooled ``[B, F]`` (pre_logits) or logits ``[B, K]``.
