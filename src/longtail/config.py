@@ -136,6 +136,7 @@ class StrategyConfig:
     fixed_alpha: float = 0.5  # alpha when curriculum=fixed (the no-curriculum ablation)
     batch_norm: str = "joint"  # joint: one forward of all views | separate: one per branch
     ce_sampler: str = "class_balanced"  # the CE branch's sampler
+    contrastive_sampler: str = "random"  # the contrastive branch's (Table 5: PSC-CB)
     jitter_views: list[bool] = field(
         default_factory=lambda: [False, True]
     )  # views with augment.jitter
@@ -217,6 +218,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.curriculum": ("parabolic", "linear", "fixed"),
     "strategy.batch_norm": ("joint", "separate"),
     "strategy.ce_sampler": ("random", "class_balanced", "sqrt"),
+    "strategy.contrastive_sampler": ("random", "class_balanced", "sqrt"),
     "init.freeze": ("none", "backbone", "all_but_scales"),
 }
 

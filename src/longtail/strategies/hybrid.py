@@ -77,8 +77,9 @@ class HybridNet(nn.Module):
 
 
 class HybridLoader:
-    """Zips the contrastive stream (two views, instance sampling) with the CE stream (one view,
-    class-balanced); an epoch is one pass of the contrastive stream, the CE stream wraps around."""
+    """Zips the contrastive stream (two views; instance sampling unless
+    ``strategy.contrastive_sampler`` says otherwise) with the CE stream (one view, class-balanced);
+    an epoch is one pass of the contrastive stream, the CE stream wraps around."""
 
     def __init__(self, contrastive: DeviceLoader, ce: DeviceLoader) -> None:
         self.contrastive, self.ce = contrastive, ce

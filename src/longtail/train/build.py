@@ -141,7 +141,12 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             for k, j in enumerate(cfg.strategy.jitter_views)
         ]
         loader = HybridLoader(
-            DeviceLoader(data.train_images, data.train_labels, sampler("random", seed, cut), views),
+            DeviceLoader(
+                data.train_images,
+                data.train_labels,
+                sampler(cfg.strategy.contrastive_sampler, seed, cut),
+                views,
+            ),
             DeviceLoader(
                 data.train_images,
                 data.train_labels,
