@@ -22,6 +22,7 @@ from longtail.train.build import build_training
 from longtail.train.data_setup import load_arrays, prepare_data, validation_indices
 from longtail.train.evaluate_run import evaluate_run, taunorm_run
 from longtail.train.trainer import resume, train
+from tiny_runs import tiny_run
 
 
 def test_lws_multiplies_each_logit_by_its_class_scale() -> None:
@@ -80,20 +81,13 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "data.dataset=fashion_mnist",
-        f"data.root={idx_root}",
-        "data.cache_dir=null",
-        "data.imbalance_ratio=10",
+    return tiny_run(
+        idx_root,
         "data.n_max=30",  # 10 spare images per class for the validation split
-        "model.name=resnet20",
-        "model.kwargs.width=0.25",
         "schedule.warmup_epochs=0",
-        "train.batch_size=16",
-        "train.progress=false",
         f"out_dir={out}",
         *extra,
-    ]
+    )
 
 
 CRT = ["init.freeze=backbone", "init.reset_classifier=true", "train.sampler=class_balanced"]

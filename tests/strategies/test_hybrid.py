@@ -18,6 +18,7 @@ from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import resume, train
+from tiny_runs import tiny_run
 
 
 def test_curriculum() -> None:
@@ -126,22 +127,15 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "data.dataset=fashion_mnist",
-        f"data.root={idx_root}",
-        "data.cache_dir=null",
-        "data.imbalance_ratio=10",
-        "model.name=resnet20",
-        "model.kwargs.width=0.25",
+    return tiny_run(
+        idx_root,
         "strategy.name=hybrid",
         "strategy.proj_hidden=32",
         "strategy.proj_dim=16",
         "schedule.warmup_epochs=0",  # a planned length the resumed run shares
-        "train.batch_size=16",
-        "train.progress=false",
         f"out_dir={out}",
         *extra,
-    ]
+    )
 
 
 def test_ce_stream_is_class_balanced(idx_root: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from longtail.models import create_model
 from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import resume, train
+from tiny_runs import tiny_run
 
 
 def _loop_loss(
@@ -140,19 +141,12 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "data.dataset=fashion_mnist",
-        f"data.root={idx_root}",
-        "data.cache_dir=null",
-        "data.imbalance_ratio=10",
-        "model.name=resnet20",
-        "model.kwargs.width=0.25",
+    return tiny_run(
+        idx_root,
         "schedule.warmup_epochs=0",  # a planned length the resumed run shares
-        "train.batch_size=16",
-        "train.progress=false",
         f"out_dir={out}",
         *extra,
-    ]
+    )
 
 
 KCL = [

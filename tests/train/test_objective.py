@@ -17,6 +17,7 @@ from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.objective import Objective
 from longtail.train.trainer import train
+from tiny_runs import tiny_run
 
 COUNTS = [50, 20, 5]
 
@@ -52,17 +53,7 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(idx_root: Path, *extra: str) -> list[str]:
-    return [
-        "data.dataset=fashion_mnist",
-        f"data.root={idx_root}",
-        "data.cache_dir=null",
-        "data.imbalance_ratio=10",
-        "model.name=resnet20",
-        "model.kwargs.width=0.25",
-        "train.batch_size=16",
-        "train.progress=false",
-        *extra,
-    ]
+    return tiny_run(idx_root, *extra)
 
 
 def test_drs_and_progressive_switch_the_sampler(idx_root: Path) -> None:
