@@ -16,5 +16,7 @@ def tiny_run(idx_root: Path, *extra: str) -> list[str]:
         "model.kwargs.width=0.25",
         "train.batch_size=16",
         "train.progress=false",
+        "probe.balanced_per_class=20",
+        "probe.iterations=10",
         *extra,
     ]

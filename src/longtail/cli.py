@@ -1,4 +1,4 @@
-"""Command line: ``longtail {train,eval,taunorm,data,pack,report} ...``.
+"""Command line: ``longtail {train,eval,taunorm,data,pack,report,study} ...``.
 
     longtail train RECIPE.yaml [key=value ...]      train; prints the run folder
     longtail train [RECIPE.yaml] resume=RUN_DIR     continue a run exactly (train.epochs=N extends it)
@@ -7,6 +7,7 @@
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
     longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
+    longtail study SPEC.yaml [key=value ...]        train (or reuse) a study's runs; results + table + plot
 
 Problems the user can fix are printed as one ``error:`` line (exit status 2), without a traceback.
 """
@@ -101,6 +102,16 @@ def cmd_report(args: list[str]) -> None:
     print(report(args[1:], Path(args[0])), end="")
 
 
+def cmd_study(args: list[str]) -> None:
+    from longtail.studies.runner import run_study
+
+    if not args or "=" in args[0]:
+        raise LongtailError(
+            "longtail study needs a spec file: longtail study recipes/studies/sweep.yaml"
+        )
+    print(run_study(args[0], args[1:]))
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -108,6 +119,7 @@ COMMANDS = {
     "data": cmd_data,
     "pack": cmd_pack,
     "report": cmd_report,
+    "study": cmd_study,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -121,9 +122,10 @@ class TrainConfig:
 @dataclass
 class StrategyConfig:
     """How a run is staged. ``hybrid``: contrastive + class-balanced CE branches (Wang et al. 2021);
-    ``kcl``: KCL stage 1, MoCo-style key encoder and labelled queue (Kang et al. 2021)."""
+    ``kcl``: KCL stage 1, MoCo-style key encoder and labelled queue (Kang et al. 2021); ``simsiam``,
+    ``simclr``, ``moco`` (v2): self-supervised pre-training; ``supcon``: SupCon pre-training alone."""
 
-    name: str = "supervised"  # supervised | hybrid | kcl
+    name: str = "supervised"  # supervised | hybrid | kcl | simsiam | simclr | supcon | moco
     contrastive: str = "supcon"  # hybrid branch loss: supcon | psc | mpsc | ce (the CE-CE ablation)
     temperature: float = (
         0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2); KCL 0.07
@@ -142,7 +144,50 @@ class StrategyConfig:
     )  # views with augment.jitter
     k: int = 6  # kcl: positives drawn per anchor from the queue (BalFeat --posk 6)
     queue_size: int = 4096  # kcl: labelled key queue length (BalFeat 65536 on ImageNet); >= batch
-    key_momentum: float = 0.999  # kcl: EMA momentum m of the key encoder (MoCo)
+    key_momentum: float = 0.999  # kcl / moco: EMA momentum m of the key encoder (MoCo)
+    proj_layers: int = 2  # simsiam projector depth: 2 on CIFAR (Imbalanced-SSL), 3 on ImageNet
+    pred_hidden: int = 512  # simsiam predictor bottleneck (SimSiam: 2048 -> 512 -> 2048)
+
+
+@dataclass
+class SamConfig:
+    """Sharpness-aware minimisation (Foret et al. 2021), adaptive (Kwon et al. 2021), and rwSAM's
+    re-weighted perturbation (Liu et al. 2022). ``rho = 0`` switches SAM off."""
+
+    rho: float = (
+        0.0  # perturbation radius; Imbalanced-SSL: 0.5 (KDE script), 7.0 (exp weights, ASAM)
+    )
+    adaptive: bool = False  # ASAM: perturbation scaled by |w| + eta
+    eta: float = 0.0
+    weights: str = "none"  # none (plain SAM) | kde (rwSAM, label-free) | label (oracle ablation)
+    power: float = 1.0  # w_i ~ density_i^-power (kde) or n_{y_i}^-power (label)
+    refresh_every: int = 5  # kde: weights re-estimated every N epochs; 1 until the first estimate
+    bandwidth: float | None = None  # kde: Gaussian bandwidth on unit features; None: kNN median
+    neighbors: int = 10  # kde: the bandwidth is the median distance to the N-th neighbour
+    max_weight: float = 10.0  # kde: weights clipped at this multiple of their mean
+
+
+@dataclass
+class ProbeConfig:
+    """Frozen-representation evaluation after training: linear probes, kNN and balancedness.
+
+    The balanced probe trains on the dataset's full training split (every class equally, capped by
+    ``balanced_per_class``); the long-tailed probe on the run's own subset; the OOD probe on another
+    dataset resized to the training images' size and channels. All test on the matching test split.
+    """
+
+    enabled: bool = True
+    balanced_per_class: int | None = None  # cap per class of the balanced probe set; None = all
+    long_tailed: bool = True  # also probe with the long-tailed training subset
+    knn_k: int = 200  # kNN monitor of InstDisc / SimSiam CIFAR: k = 200, tau = 0.1
+    knn_temperature: float = 0.1
+    iterations: int = 100  # L-BFGS iterations of the logistic-regression probe
+    weight_decay: float = 1.0e-4
+    ood: str | None = (
+        None  # another dataset for an out-of-domain probe: fashion_mnist | cifar10 | ...
+    )
+    ood_root: str = "data/fashion-mnist"
+    ood_per_class: int | None = None  # cap per class of the OOD probe's training set
 
 
 @dataclass
@@ -185,7 +230,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
 
 
@@ -213,13 +260,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": ("step", "cosine", "constant"),
     "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
     "train.precision": ("auto", "fp32", "bf16"),
-    "strategy.name": ("supervised", "hybrid", "kcl"),
+    "strategy.name": ("supervised", "hybrid", "kcl", "simsiam", "simclr", "supcon", "moco"),
     "strategy.contrastive": ("supcon", "psc", "mpsc", "ce"),
     "strategy.curriculum": ("parabolic", "linear", "fixed"),
     "strategy.batch_norm": ("joint", "separate"),
     "strategy.ce_sampler": ("random", "class_balanced", "sqrt"),
     "strategy.contrastive_sampler": ("random", "class_balanced", "sqrt"),
     "init.freeze": ("none", "backbone", "all_but_scales"),
+    "sam.weights": ("none", "kde", "label"),
 }
 
 
@@ -296,8 +344,12 @@ def overrides_tree(overrides: list[str], allowed: tuple[str, ...] | None = None)
     return tree
 
 
-def merge_config(layers: list[tuple[str, dict[str, Any]]]) -> Config:
-    """Defaults <- each (source, mapping) layer in order, validated. Raises LongtailError."""
+def merge_config(layers: list[tuple[str, dict[str, Any]]], overrides: Sequence[str] = ()) -> Config:
+    """Defaults <- each (source, mapping) layer in order <- ``key=value`` overrides, validated.
+
+    Layers merge mappings key by key; an override SETS its key, so ``model.kwargs={}`` empties a
+    mapping a recipe filled (``model.kwargs.width=0.5`` changes one entry). Raises LongtailError.
+    """
     base: DictConfig = OmegaConf.structured(Config)
     for source, layer in layers:
         bad = [k for k, v in layer.items() if k in _SECTIONS and not isinstance(v, dict | None)]
@@ -307,6 +359,17 @@ def merge_config(layers: list[tuple[str, dict[str, Any]]]) -> Config:
             base = OmegaConf.merge(base, layer)  # type: ignore[assignment]
         except OmegaConfBaseException as err:
             raise _one_line(err, source) from None
+    for item in overrides:
+        key, value = _parse_override(item)
+        overrides_tree([item])  # the same shape checks as a layer
+        if key.split(".")[0] in _SECTIONS and "." not in key and not isinstance(value, dict):
+            raise LongtailError(
+                f"'{key}' on the command line must be a mapping of keys, not a value"
+            )
+        try:
+            OmegaConf.update(base, key, value, merge=False)
+        except OmegaConfBaseException as err:
+            raise _one_line(err, "the command line") from None
     try:
         cfg = OmegaConf.to_object(base)
     except OmegaConfBaseException as err:
@@ -322,9 +385,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     if recipe is not None:
         layers.append((f"recipe {recipe}", read_yaml_mapping(Path(recipe), "recipe")))
         layers.append(("the recipe path", {"recipe": str(recipe)}))
-    if overrides:
-        layers.append(("the command line", overrides_tree(overrides)))
-    return merge_config(layers)
+    return merge_config(layers, overrides or ())
 
 
 def validate(cfg: Config) -> None:
@@ -414,8 +475,12 @@ def validate(cfg: Config) -> None:
             raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
         if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
             raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
-    if cfg.strategy.name == "kcl":
+    if cfg.strategy.name in ("kcl", "moco"):
         _validate_kcl(cfg)
+    if cfg.strategy.name in SELF_SUPERVISED + ("supcon",):
+        _validate_pretraining(cfg)
+    _validate_sam(cfg)
+    _validate_probe(cfg)
     _validate_init(cfg)
     if cfg.eval.few_threshold > cfg.eval.many_threshold:
         raise LongtailError("eval.few_threshold must not exceed eval.many_threshold (20 <= 100)")
@@ -425,11 +490,76 @@ def validate(cfg: Config) -> None:
         )
 
 
+SELF_SUPERVISED = ("simsiam", "simclr", "moco")  # strategies that never read a label
+
+
+def _validate_pretraining(cfg: Config) -> None:
+    s = cfg.strategy
+    if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
+        raise LongtailError(
+            f"strategy.name={s.name} pre-trains on instance-sampled batches: set train.sampler=random"
+            " and drop train.resample_epoch"
+        )
+    if s.temperature <= 0 or s.proj_dim < 1 or s.proj_hidden < 1 or s.pred_hidden < 1:
+        raise LongtailError(
+            "strategy.temperature must be > 0 and strategy.proj_hidden, proj_dim, pred_hidden >= 1"
+        )
+    if s.proj_layers not in (2, 3):
+        raise LongtailError(
+            f"strategy.proj_layers={s.proj_layers} must be 2 (CIFAR) or 3 (ImageNet)"
+        )
+
+
+def _validate_sam(cfg: Config) -> None:
+    sam = cfg.sam
+    if sam.rho < 0 or sam.eta < 0 or sam.power < 0:
+        raise LongtailError("sam.rho, sam.eta and sam.power must be >= 0 (sam.rho=0 turns SAM off)")
+    if sam.rho == 0 and (sam.weights != "none" or sam.adaptive):
+        raise LongtailError(
+            f"sam.weights={sam.weights} / sam.adaptive need a perturbation: set sam.rho > 0"
+            " (e.g. 0.5)"
+        )
+    if sam.rho > 0 and cfg.strategy.name in ("kcl", "moco", "hybrid"):
+        raise LongtailError(
+            f"sam.rho > 0 with strategy.name={cfg.strategy.name}: its key encoder, queue or"
+            " curriculum would step twice per batch; use SAM with supervised, simsiam, simclr, supcon"
+        )
+    if sam.weights != "none" and cfg.strategy.name not in ("simsiam", "simclr", "supcon"):
+        raise LongtailError(
+            f"sam.weights={sam.weights} re-weights a pre-training loss: use it with strategy.name"
+            " simsiam, simclr or supcon, or set sam.weights=none for plain SAM"
+        )
+    if sam.refresh_every < 1 or sam.neighbors < 1 or sam.max_weight < 1:
+        raise LongtailError(
+            "sam.refresh_every and sam.neighbors must be >= 1 and sam.max_weight >= 1"
+        )
+    if sam.bandwidth is not None and sam.bandwidth <= 0:
+        raise LongtailError(f"sam.bandwidth must be > 0 or null (got {sam.bandwidth})")
+
+
+def _validate_probe(cfg: Config) -> None:
+    p = cfg.probe
+    for key, value in (
+        ("probe.balanced_per_class", p.balanced_per_class),
+        ("probe.ood_per_class", p.ood_per_class),
+    ):
+        if value is not None and value < 1:
+            raise LongtailError(f"{key} must be >= 1 or null (got {value})")
+    if p.knn_k < 1 or p.knn_temperature <= 0 or p.iterations < 1 or p.weight_decay < 0:
+        raise LongtailError(
+            "probe.knn_k and probe.iterations must be >= 1, probe.knn_temperature > 0 and"
+            " probe.weight_decay >= 0"
+        )
+    datasets = CHOICES["data.dataset"]
+    if p.ood is not None and p.ood not in datasets:
+        raise LongtailError(f"probe.ood={p.ood!r} is not one of {', '.join(datasets)}: pick one")
+
+
 def _validate_kcl(cfg: Config) -> None:
     s = cfg.strategy
     if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
         raise LongtailError(
-            "strategy.name=kcl learns features from instance-sampled batches: set train.sampler=random"
+            f"strategy.name={s.name} learns features from instance-sampled batches: set train.sampler=random"
             " and drop train.resample_epoch (class-balanced re-training is stage 2)"
         )
     if s.k < 1 or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:

@@ -16,7 +16,11 @@ from longtail.data.augment import BatchAugment, channel_stats, normalize
 from longtail.data.samplers import IndexSampler
 from longtail.errors import LongtailError
 
-Batch = tuple[torch.Tensor, torch.Tensor] | tuple[list[torch.Tensor], torch.Tensor]
+Batch = (
+    tuple[torch.Tensor, torch.Tensor]
+    | tuple[list[torch.Tensor], torch.Tensor]
+    | tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, torch.Tensor]
+)
 
 
 def to_device_tensor(images_nhwc_uint8: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -40,8 +44,10 @@ class DeviceLoader:
     """Batches of augmented views from a device-resident uint8 image tensor.
 
     Yields ``(x, y)`` with x float32 [B, C, H, W] for one augment, or ``([x_1, ..., x_V], y)`` for
-    V augments (one independent view each); y is int64 [B]. Everything stays on ``images.device``.
-    Nothing is prefetched, so ``state_dict`` between batches resumes exactly at the next one.
+    V augments (one independent view each); y is int64 [B]. With ``with_indices`` each batch also
+    carries the int64 [B] positions of its images in ``images`` (per-example weights, rwSAM).
+    Everything stays on ``images.device``. Nothing is prefetched, so ``state_dict`` between batches
+    resumes exactly at the next one.
     """
 
     def __init__(
@@ -50,6 +56,7 @@ class DeviceLoader:
         labels: torch.Tensor,
         sampler: IndexSampler,
         augments: Sequence[BatchAugment],
+        with_indices: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise LongtailError(
@@ -72,6 +79,7 @@ class DeviceLoader:
         self.labels = labels.long()
         self.sampler = sampler
         self.augments = list(augments)
+        self.with_indices = with_indices
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -80,10 +88,10 @@ class DeviceLoader:
         for idx in self.sampler:
             x = self.images[idx]
             y = self.labels[idx]
-            if len(self.augments) == 1:
-                yield self.augments[0](x), y
-            else:
-                yield [augment(x) for augment in self.augments], y
+            views = (
+                self.augments[0](x) if len(self.augments) == 1 else [a(x) for a in self.augments]
+            )
+            yield (views, y, idx) if self.with_indices else (views, y)  # type: ignore[misc]
 
     def state_dict(self) -> dict[str, Any]:
         """Sampler state and every augment's generator states."""

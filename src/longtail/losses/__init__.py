@@ -15,6 +15,7 @@ from longtail.losses.prototype import MPSCLoss, PSCLoss
 from longtail.losses.queue import LabelledQueue
 from longtail.losses.reweighting import class_balanced_weights
 from longtail.losses.schedules import drs_mode, drw_weights, progressive_fraction
+from longtail.losses.simsiam import SimSiamLoss, negative_cosine, simsiam_loss
 
 # name -> class; each is called as loss(features, labels, *, ref_features, ref_labels, self_offset)
 CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {
@@ -49,11 +50,14 @@ __all__ = [
     "LabelledQueue",
     "MPSCLoss",
     "PSCLoss",
+    "SimSiamLoss",
     "SupConLoss",
     "class_balanced_weights",
     "drs_mode",
     "drw_weights",
     "ldam_margins",
     "logit_adjust_posthoc",
+    "negative_cosine",
     "progressive_fraction",
+    "simsiam_loss",
 ]

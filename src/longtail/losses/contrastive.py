@@ -9,6 +9,10 @@ averaged over the anchors with |P(i)| > 0 (0 with a graph when none has one: nev
 features [N, D] (raw projections; normalised here), labels [N], ref_features [M, D], ref_labels [M].
 There is no base-temperature factor: SupContrast multiplies the loss by tau / tau_base (0.1 / 0.07
 = 1.43 in its CIFAR recipe), which is a silent learning-rate change; scale the loss outside if needed.
+
+``anchor_weights`` [N] (>= 0, one per row of ``features``) turns the mean into
+sum_i w_i L_i / #anchors-with-positives (rwSAM's re-weighted perturbation loss); anchors without
+positives contribute nothing whatever their weight. None (the default) is the plain mean.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail.errors import LongtailError
-from longtail.losses.kernel import masked_contrastive, mean_over_valid
+from longtail.losses.kernel import masked_contrastive, weighted_mean_over_valid
 from longtail.losses.masks import (
     ContrastSet,
     build_contrast_set,
@@ -27,11 +31,19 @@ from longtail.losses.masks import (
 )
 
 
-def contrast_mean(contrast: ContrastSet, positives: Tensor, temperature: float) -> Tensor:
-    """L_out over the contrast set, the denominator every candidate but the anchor itself."""
+def contrast_mean(
+    contrast: ContrastSet,
+    positives: Tensor,
+    temperature: float,
+    anchor_weights: Tensor | None = None,
+) -> Tensor:
+    """L_out over the contrast set, the denominator every candidate but the anchor itself.
+
+    ``anchor_weights`` [N] weights each anchor's L_i (see :func:`weighted_mean_over_valid`).
+    """
     logits = cosine_logits(contrast.anchors, contrast.candidates, temperature)
     loss, valid = masked_contrastive(logits, positives, contrast.not_self)
-    return mean_over_valid(loss, valid)
+    return weighted_mean_over_valid(loss, valid, anchor_weights)
 
 
 class SupConLoss(nn.Module):
@@ -54,11 +66,12 @@ class SupConLoss(nn.Module):
         ref_features: Tensor | None = None,
         ref_labels: Tensor | None = None,
         self_offset: int | None = None,
+        anchor_weights: Tensor | None = None,
     ) -> Tensor:
-        """features [N, D], labels [N] (refs [M, D] / [M], see module doc) -> scalar."""
+        """features [N, D], labels [N], anchor_weights [N] (refs [M, D] / [M]) -> scalar."""
         contrast = build_contrast_set(features, labels, ref_features, ref_labels, self_offset)
         positives = (contrast.labels[:, None] == contrast.ref_labels[None, :]) & contrast.not_self
-        return contrast_mean(contrast, positives, self.temperature)
+        return contrast_mean(contrast, positives, self.temperature, anchor_weights)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -108,15 +121,17 @@ class KCLLoss(nn.Module):
         self_offset: int | None = None,
         instance_ids: Tensor | None = None,
         ref_instance_ids: Tensor | None = None,
+        anchor_weights: Tensor | None = None,
     ) -> Tensor:
-        """features [N, D], labels [N], instance_ids [N] (refs: [M, D], [M], [M]) -> scalar."""
+        """features [N, D], labels [N], instance_ids [N], anchor_weights [N] (refs: [M, D], [M],
+        [M]) -> scalar."""
         contrast = build_contrast_set(features, labels, ref_features, ref_labels, self_offset)
         if ref_features is None:
             ref_instance_ids = instance_ids
         positives = kcl_positive_mask(
             contrast, self.k, self.generator, instance_ids, ref_instance_ids
         )
-        return contrast_mean(contrast, positives, self.temperature)
+        return contrast_mean(contrast, positives, self.temperature, anchor_weights)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, temperature={self.temperature}"

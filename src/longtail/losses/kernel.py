@@ -13,12 +13,17 @@ the positives lie inside D(i) (PSC keeps its positive out of the denominator).
 Anchors with no positive weight are excluded from the mean; if no anchor has a positive the loss
 is 0 (with a graph, so ``backward`` still works). The arithmetic runs in float32 at least: with
 tau = 0.07 logits reach ~14, and bf16 logsumexp loses the small terms.
+
+:func:`weighted_mean_over_valid` adds per-anchor weights (rwSAM's re-weighted perturbation loss)
+without changing the unweighted mean.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from longtail.errors import LongtailError
 
 
 def masked_contrastive(
@@ -56,3 +61,40 @@ def mean_over_valid(loss: Tensor, valid: Tensor) -> Tensor:
     """Mean of ``loss`` over the anchors that have positives; 0 (with a graph) when none do."""
     count = valid.sum()
     return torch.where(count > 0, (loss * valid).sum() / count.clamp_min(1), loss.sum() * 0.0)
+
+
+def check_example_weights(weights: Tensor, n: int, name: str = "weights") -> Tensor:
+    """``weights`` unchanged if it is a finite, non-negative [n] tensor; LongtailError otherwise.
+
+    The finiteness/sign check reads one bool back from the device (one sync per call).
+    """
+    if not isinstance(weights, Tensor) or weights.shape != (n,):
+        shape = tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__
+        raise LongtailError(
+            f"{name} has shape {shape} but the batch has {n} examples: pass a 1-D tensor [{n}],"
+            " one weight per example"
+        )
+    if weights.is_complex() or not bool((torch.isfinite(weights) & (weights >= 0)).all()):
+        raise LongtailError(
+            f"{name} must be finite and >= 0: replace NaN/inf/negative weights (e.g. clamp_min(0))"
+        )
+    return weights
+
+
+def weighted_mean_over_valid(loss: Tensor, valid: Tensor, weights: Tensor | None = None) -> Tensor:
+    """``sum_i w_i valid_i loss_i / #valid``: a per-anchor weighted mean, 0 (with a graph) if none.
+
+    Divided by the number of valid anchors, not by the sum of their weights, so weights of mean 1
+    keep the loss on the unweighted scale and all-ones weights give the unweighted mean; rwSAM
+    normalises its perturbation by the gradient norm, so only the weights' ratios matter there.
+    ``weights=None`` is exactly :func:`mean_over_valid` (bit for bit).
+
+    Shapes: loss [N], valid [N] bool, weights [N] >= 0 -> scalar (weights are moved to
+    ``loss``'s device and dtype).
+    """
+    if weights is None:
+        return mean_over_valid(loss, valid)
+    w = check_example_weights(weights, loss.shape[0], "anchor_weights").to(loss.device, loss.dtype)
+    count = valid.sum()
+    weighted = loss * w * valid
+    return torch.where(count > 0, weighted.sum() / count.clamp_min(1), weighted.sum() * 0.0)

@@ -155,7 +155,7 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
             f" data.imbalance_ratio={source.data.imbalance_ratio:g} or pick a run of that ratio"
         )
     state: dict[str, Tensor] = run.load_checkpoint()["model"]
-    if source.strategy.name in ("hybrid", "kcl"):  # keep the backbone, drop heads, queue, key net
+    if source.strategy.name != "supervised":  # keep the backbone, drop heads, queue, key net
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     return path, state
 

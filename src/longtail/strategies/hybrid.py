@@ -99,7 +99,8 @@ class HybridLoader:
             return next(self._ce_iter)
 
     def __iter__(self) -> Iterator[Any]:
-        for views, y_con in self.contrastive:
+        for batch in self.contrastive:
+            views, y_con = batch[0], batch[1]
             x_ce, y_ce = self._next_ce()
             yield views, y_con, x_ce, y_ce
 

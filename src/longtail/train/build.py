@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from longtail.config import Config
-from longtail.data.augment import AugmentSpec, BatchAugment, channel_stats, normalize
+from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader
 from longtail.data.samplers import IndexSampler
 from longtail.errors import LongtailError
@@ -21,10 +21,16 @@ from longtail.optim.param_groups import param_groups
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
 from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
 from longtail.strategies.kcl import KCLNet, KCLStep
+from longtail.strategies.rwsam import ExampleWeights
+from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
 from longtail.train import runtime
-from longtail.train.data_setup import PreparedData
+from longtail.train.data_setup import PreparedData, input_transform
 from longtail.train.objective import Objective
+from longtail.train.probe_run import knn_summary
 from longtail.train.step import SupervisedStep
+
+# strategies that learn a representation only (their classifier is never trained)
+REPRESENTATION = ("kcl", "moco", "simsiam", "simclr", "supcon")
 
 
 def augment_spec(cfg: Config) -> AugmentSpec:
@@ -52,8 +58,12 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
     wrap_for_stage(model, cfg)  # type: ignore[arg-type]
     if cfg.strategy.name == "hybrid":
         model = HybridNet(model, cfg.strategy, data.num_classes)
-    elif cfg.strategy.name == "kcl":
+    elif cfg.strategy.name in ("kcl", "moco"):
         model = KCLNet(model, cfg.strategy)
+    elif cfg.strategy.name == "simsiam":
+        model = SimSiamNet(model, cfg.strategy)
+    elif cfg.strategy.name in ("simclr", "supcon"):
+        model = ContrastiveNet(model, cfg.strategy, use_labels=cfg.strategy.name == "supcon")
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -68,7 +78,7 @@ class TrainingParts:
     optimizer: torch.optim.Optimizer
     loader: DeviceLoader | HybridLoader
     objective: Objective
-    step: SupervisedStep | HybridStep | KCLStep
+    step: SupervisedStep | HybridStep | KCLStep | PretrainStep
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
@@ -87,7 +97,7 @@ class TrainingParts:
             "optimizer": self.optimizer.state_dict(),
             "loader": self.loader.state_dict(),
         }
-        if isinstance(self.step, KCLStep):  # its k-positive draw's generator
+        if isinstance(self.step, KCLStep | PretrainStep):  # k-positive draw, rwSAM weights
             state["step"] = self.step.state_dict()
         return state
 
@@ -97,7 +107,7 @@ class TrainingParts:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.loader.load_state_dict(state["loader"])
-            if isinstance(self.step, KCLStep):
+            if isinstance(self.step, KCLStep | PretrainStep):
                 self.step.load_state_dict(state["step"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -154,10 +164,14 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
                 [augment(plain, seed + 11)],
             ),
         )
-    elif cfg.strategy.name == "kcl":  # two views of one instance-sampled batch, same augmentation
+    elif cfg.strategy.name in REPRESENTATION:  # two views of one instance-sampled batch
         views = [augment(spec, seed + 1), augment(spec, seed + 2)]
         loader = DeviceLoader(
-            data.train_images, data.train_labels, sampler("random", seed, cut), views
+            data.train_images,
+            data.train_labels,
+            sampler("random", seed, cut),
+            views,
+            with_indices=not isinstance(model, KCLNet),  # rwSAM's per-example weights
         )
     else:
         images, labels = data.train_images, data.train_labels
@@ -171,7 +185,7 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
         )
     amp = runtime.autocast_dtype(cfg.train, device)
     objective = Objective(cfg.loss, data.train_counts).to(device)
-    step: SupervisedStep | HybridStep | KCLStep
+    step: SupervisedStep | HybridStep | KCLStep | PretrainStep
     if isinstance(model, HybridNet):
         step = HybridStep(
             model,
@@ -184,12 +198,31 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             cfg.train.compile,
         )
     elif isinstance(model, KCLNet):
-        step = KCLStep(
-            model, optimizer, cfg.strategy, device, amp, cfg.train.channels_last, seed + 20
+        strategy = replace(cfg.strategy, k=0) if cfg.strategy.name == "moco" else cfg.strategy
+        step = KCLStep(model, optimizer, strategy, device, amp, cfg.train.channels_last, seed + 20)
+    elif isinstance(model, SimSiamNet | ContrastiveNet):
+        weights = ExampleWeights(
+            cfg.sam,
+            data.train_images,
+            data.train_labels,
+            data.train_counts,
+            model.backbone,
+            input_transform(cfg.train.channels_last, data, device),
+            cfg.eval.batch_size,
+        )
+        step = PretrainStep(
+            model, optimizer, cfg.sam, weights, device, amp, cfg.train.channels_last
         )
     else:
         step = SupervisedStep(
-            model, optimizer, objective, device, amp, cfg.train.channels_last, cfg.train.compile
+            model,
+            optimizer,
+            objective,
+            device,
+            amp,
+            cfg.train.channels_last,
+            cfg.train.compile,
+            sam=cfg.sam,
         )
     return TrainingParts(model, optimizer, loader, objective, step, frozen)
 
@@ -197,12 +230,14 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
 def evaluate_model(
     model: nn.Module, data: PreparedData, cfg: Config, device: torch.device
 ) -> dict[str, Any]:
-    """Top-1, per-class and group accuracies of ``model`` on the prepared test split."""
-    mean, std = channel_stats(data.mean, data.std, data.in_chans, device)  # uploaded once
+    """Top-1, per-class and group accuracies of ``model`` on the prepared test split.
 
-    def transform(x: torch.Tensor) -> torch.Tensor:
-        x = normalize(x, mean, std)
-        return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+    A representation-learning run (SSL, SupCon, KCL stage 1) never trains its classifier, so it is
+    evaluated by a kNN classifier on its frozen features instead (:func:`knn_summary`).
+    """
+    if cfg.strategy.name in REPRESENTATION:
+        return knn_summary(model, data, cfg, device)
+    transform = input_transform(cfg.train.channels_last, data, device)
 
     if cfg.eval.tau_norm is not None:
         model = TauNormalized(model, cfg.eval.tau_norm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 
 from longtail.config import DataConfig
 from longtail.data.arrays import ImageArrays
+from longtail.data.augment import channel_stats, normalize
 from longtail.data.loader import to_device_tensor
 from longtail.data.lt_index import (
     counts_for_total,
@@ -44,6 +46,19 @@ class PreparedData:
     @property
     def in_chans(self) -> int:
         return int(self.train_images.shape[1])
+
+
+def input_transform(
+    channels_last: bool, data: PreparedData, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 batch -> the normalised float model input (no augmentation), NHWC when ``channels_last``."""
+    mean, std = channel_stats(data.mean, data.std, data.in_chans, device)  # uploaded once
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x, mean, std)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    return transform
 
 
 def load_arrays(cfg: DataConfig, split: str) -> ImageArrays:

@@ -17,8 +17,9 @@ from longtail.optim.schedules import lr_factor
 from longtail.train import runtime
 from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
+from longtail.train.probe_run import probe_run
 from longtail.train.progress import Progress
-from longtail.train.run_folder import CHECKPOINT, PLOT, RunFolder
+from longtail.train.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
 
 SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
 GROUP_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")
@@ -76,6 +77,9 @@ def fit(
         alpha = getattr(parts.step, "alpha", None)
         if alpha is not None:  # hybrid curriculum weight of this epoch
             record["alpha"] = alpha
+        epoch_record = getattr(parts.step, "epoch_record", None)
+        if epoch_record is not None:  # rwSAM's weight statistics
+            record.update(epoch_record())
         if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs:
             summary = evaluate_model(model, data, cfg, device)
             record.update({k: summary[k] for k in GROUP_KEYS})
@@ -104,8 +108,10 @@ def fit(
         many_threshold=cfg.eval.many_threshold,
         few_threshold=cfg.eval.few_threshold,
     )
+    probes = probe_run(model, data, cfg, device, run.file(PROBE_PLOT)) if cfg.probe.enabled else {}
     return {
         **summary,
+        **probes,
         "classes": data.classes,
         "epochs": epochs,
         "best_top1": history.get("best_top1"),  # reported for comparison only, never used to choose

@@ -9,6 +9,7 @@ Layout (one folder per run, named ``<YYYYmmdd-HHMMSS>-<name>`` so the newest sor
     status.json      {"state": "running" | "failed" | "complete", ...}
     final.json       written once, at the end: top-1, per-class, many/medium/few, counts, timing
     per_class.png    per-class test accuracy against training count
+    probe_per_class.png  per-class linear-probe accuracy of the frozen features (probe.enabled)
 
 ``final.json`` exists only for a completed run, so a crashed run never looks complete.
 """
@@ -33,6 +34,7 @@ CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"
 FINAL = "final.json"
 PLOT = "per_class.png"
+PROBE_PLOT = "probe_per_class.png"
 CHECKPOINT_KEYS = ("model", "optimizer", "loader", "rng", "epoch", "history")
 
 
@@ -94,7 +96,7 @@ class RunFolder:
 
     def clear_results(self) -> None:
         """Remove what only a completed run may hold, before the run continues."""
-        for name in (FINAL, PLOT):
+        for name in (FINAL, PLOT, PROBE_PLOT):
             self.file(name).unlink(missing_ok=True)
 
     def write_config(self, text: str) -> None:

@@ -1,0 +1,71 @@
+"""Results records of a study: built from a run's final.json, merged into the results file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from longtail.config import Config
+from longtail.errors import LongtailError
+from longtail.io import atomic_write_json
+
+
+def run_fields(
+    cfg: Config, final: dict[str, Any], run: Path, keys: Sequence[str]
+) -> dict[str, Any]:
+    """The record fields every study shares, in ``keys`` order.
+
+    ``total`` is the size of the run's training subset (the sum of final.json's ``train_counts``),
+    ``epochs`` the run's ``train.epochs``, ``recipe`` the recipe path as the spec gives it and
+    ``run`` the run folder; any other key is final.json's value (``None`` when absent).
+    """
+    own = {
+        "total": sum(int(n) for n in final.get("train_counts") or []),
+        "epochs": cfg.train.epochs,
+        "recipe": cfg.recipe,
+        "run": str(run),
+    }
+    return {key: own[key] if key in own else final.get(key) for key in keys}
+
+
+def merge_records(
+    path: Path, records: list[dict[str, Any]], key_fields: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Existing records of ``path`` less those with a key in ``records``, plus ``records``, sorted.
+
+    Writes the merged list atomically and returns it.
+    """
+    existing: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise LongtailError(f"{path} is not valid JSON: fix or remove it") from None
+        valid = isinstance(existing, list) and all(
+            isinstance(r, dict) and all(k in r for k in key_fields) for r in existing
+        )
+        if not valid:
+            raise LongtailError(
+                f"{path} is not a list of records keyed by {', '.join(key_fields)}: point"
+                " study.results at this study's own results file"
+            )
+
+    def key(record: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(record[k] for k in key_fields)
+
+    fresh = {key(r) for r in records}
+    merged = [r for r in existing if key(r) not in fresh] + records
+    merged.sort(key=key)
+    atomic_write_json(path, merged)
+    return merged
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    """A table cell: the number, or an en dash when missing."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def methods_in_order(records: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["method"] for r in records))

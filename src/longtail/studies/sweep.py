@@ -1,0 +1,116 @@
+"""Study 1 (paper 000): training sets of one size from balanced (r=1) to r=100, a run per method.
+
+Every run trains on ``data.total`` images drawn with the exponential profile at ratio r, so only
+the imbalance changes along the sweep. The frozen backbone is then probed on a balanced set: the
+probe top-1 says how good the representation is, the few/many ratio (few-class over many-class
+per-class probe accuracy, 1 = balanced) how evenly it serves the classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from longtail.config import Config
+from longtail.io import atomic_write
+from longtail.studies.records import fmt, methods_in_order, run_fields
+from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe
+
+RECORD_KEYS = (
+    "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
+    "cv", "device", "commit", "recipe", "run",
+)  # fmt: skip
+
+
+def controlled(spec: StudySpec) -> set[str]:
+    return {"name", "method", "data.imbalance_ratio", "data.total"}
+
+
+def plan(spec: StudySpec) -> list[RunPlan]:
+    """One run per (method, ratio), methods in spec order, ratios ascending within each."""
+    runs = []
+    for method, recipe in spec.methods.items():
+        for ratio in sorted(spec.ratios):
+            overrides = [
+                f"data.imbalance_ratio={ratio:g}",
+                f"data.total={spec.total}",
+                f"name=sweep-{file_safe(method)}-r{ratio:g}",
+                f"method={method}",
+            ]
+            runs.append(RunPlan((method, ratio), method, recipe, f"r={ratio:g}", overrides))
+    return runs
+
+
+def record(run_plan: RunPlan, cfg: Config, final: dict[str, Any], run: Path) -> dict[str, Any]:
+    fields = run_fields(cfg, final, run, RECORD_KEYS)
+    fields["method"], fields["ratio"] = run_plan.key
+    return fields
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Method x ratio; each cell 'probe top-1 / few-many ratio'."""
+    ratios = sorted({r["ratio"] for r in records})
+    by = {(r["method"], r["ratio"]): r for r in records}
+    totals = sorted({r["total"] for r in records if r.get("total") is not None})
+    epochs = sorted({r["epochs"] for r in records if r.get("epochs") is not None})
+    lines = [
+        "Balanced linear-probe top-1 (%) / few-to-many per-class probe accuracy ratio"
+        f" (1 = balanced) of the frozen backbone; training sets of {', '.join(map(str, totals))}"
+        f" images, {', '.join(map(str, epochs))} epochs.",
+        "",
+        "| method | " + " | ".join(f"r={r:g}" for r in ratios) + " |",
+        "|---|" + "---|" * len(ratios),
+    ]
+    for method in methods_in_order(records):
+        cells = []
+        for ratio in ratios:
+            rec = by.get((method, ratio))
+            cells.append(
+                "–"
+                if rec is None
+                else f"{fmt(rec.get('probe_top1'))} / {fmt(rec.get('few_many_ratio'))}"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    """Two panels against r (log x): probe top-1, and few/many ratio; a line per method."""
+    from matplotlib.figure import Figure  # lazy: matplotlib costs ~0.5 s to import
+
+    ratios = sorted({r["ratio"] for r in records})
+    fig = Figure(figsize=(10.0, 4.0), dpi=120, layout="constrained")
+    panels = fig.subplots(1, 2)
+    metrics = (("probe_top1", "balanced linear-probe top-1 (%)"),
+               ("few_many_ratio", "few / many probe accuracy (1 = balanced)"))  # fmt: skip
+    for ax, (key, label) in zip(panels, metrics, strict=True):
+        for method in methods_in_order(records):
+            points = sorted(
+                (r["ratio"], r[key])
+                for r in records
+                if r["method"] == method and r.get(key) is not None
+            )
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=method)
+        if key == "few_many_ratio":
+            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xticks(ratios, [f"{r:g}" for r in ratios], minor=False)
+        ax.set_xticks([], minor=True)
+        ax.set_xlabel("imbalance ratio r = n_max / n_min (log scale)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="major", alpha=0.3)
+    panels[0].legend(loc="best", fontsize=8)
+    fig.suptitle("Equal-size training sets, balanced to long-tailed")
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
+
+
+SWEEP = StudyKind(
+    key_fields=("method", "ratio"),
+    controlled=controlled,
+    plan=plan,
+    record=record,
+    table=table,
+    plot=plot,
+)

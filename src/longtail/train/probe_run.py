@@ -1,0 +1,156 @@
+"""The representation evaluation every run ends with: balanced, long-tailed and OOD probes.
+
+Issue 7: every run reports the balancedness of what it learned. After training, the backbone's
+pooled features (the classifier and any projection head are dropped) are probed three ways:
+
+* ``balanced``: the dataset's full training split, every class equally (capped by
+  ``probe.balanced_per_class``): Kang et al.'s and Liu et al.'s protocol. Its per-class accuracy,
+  grouped by each class's count in the PRE-TRAINING subset, gives the balancedness numbers;
+* ``long_tailed``: the run's own long-tailed subset (``probe.long_tailed``);
+* ``ood``: another dataset (``probe.ood``), resized to the training images' size and channels.
+
+Each reports linear-probe and kNN top-1 on the matching test split. The backbone is checked to be
+bit-identical afterwards (parameters and BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from longtail.config import Config
+from longtail.data.loader import to_device_tensor
+from longtail.data.registry import load_split
+from longtail.errors import LongtailError
+from longtail.eval.groups import summarize
+from longtail.eval.knn import knn_predict
+from longtail.eval.metrics import confusion_matrix
+from longtail.eval.ood import balanced_indices, match_format
+from longtail.eval.plots import plot_per_class_accuracy
+from longtail.eval.probe import assert_unchanged, extract_features, snapshot
+from longtail.eval.representation import (
+    ProbeSet,
+    ProbeSettings,
+    backbone_of,
+    evaluate_representation,
+)
+from longtail.train.data_setup import PreparedData, input_transform, load_arrays
+
+HEADLINE = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
+
+
+def probe_run(
+    model: nn.Module, data: PreparedData, cfg: Config, device: torch.device, plot: Path | None
+) -> dict[str, Any]:
+    """``{"probe": {...per probe set...}, "probe_top1", ..., "ood_probe_top1"}`` for final.json."""
+    p = cfg.probe
+    backbone = backbone_of(model)
+    before = snapshot(backbone)
+    transform = input_transform(cfg.train.channels_last, data, device)
+    settings = ProbeSettings(
+        batch_size=cfg.eval.batch_size,
+        iterations=p.iterations,
+        weight_decay=p.weight_decay,
+        knn_k=p.knn_k,
+        knn_temperature=p.knn_temperature,
+    )
+    test_feats = extract_features(
+        backbone, data.test_images, batch_size=cfg.eval.batch_size, transform=transform
+    )
+    probes: dict[str, Any] = {}
+    if cfg.data.dataset == "pack":
+        probes["balanced"] = None  # a pack holds only the subset: no balanced probe set exists
+    else:
+        probes["balanced"] = evaluate_representation(
+            backbone,
+            _balanced_set(cfg, data, device),
+            transform=transform,
+            settings=settings,
+            pretrain_counts=data.train_counts,
+            test_feats=test_feats,
+        )
+    if p.long_tailed:
+        lt = ProbeSet(data.train_images, data.train_labels, data.test_images, data.test_labels,
+                      data.num_classes)  # fmt: skip
+        probes["long_tailed"] = evaluate_representation(
+            backbone, lt, transform=transform, settings=settings,
+            pretrain_counts=data.train_counts, test_feats=test_feats,
+        )  # fmt: skip
+    if p.ood is not None:
+        probes["ood"] = evaluate_representation(
+            backbone, _ood_set(cfg, data, device), transform=transform, settings=settings
+        )
+    assert_unchanged(backbone, before)
+    headline = probes["balanced"] or probes.get("long_tailed") or {}
+    record: dict[str, Any] = {"probe": probes}
+    record.update({key: headline.get(key) for key in HEADLINE})
+    record["ood_probe_top1"] = probes["ood"]["probe_top1"] if "ood" in probes else None
+    if plot is not None and headline:
+        plot_per_class_accuracy(
+            headline["per_class_acc"],
+            data.train_counts,
+            plot,
+            title=f"{cfg.name}: linear probe {headline['probe_top1']:.2f}% (frozen features)",
+            class_names=data.classes,
+            many_threshold=cfg.eval.many_threshold,
+            few_threshold=cfg.eval.few_threshold,
+        )
+    return record
+
+
+def knn_summary(
+    model: nn.Module, data: PreparedData, cfg: Config, device: torch.device
+) -> dict[str, Any]:
+    """Test accuracies of a kNN classifier on the frozen backbone, the long-tailed subset as its bank.
+
+    The per-epoch evaluation of representation-learning runs (SSL, SupCon, KCL stage 1), whose own
+    linear classifier is never trained; same keys as a classifier's evaluation (``summarize``).
+    """
+    backbone = backbone_of(model)
+    transform = input_transform(cfg.train.channels_last, data, device)
+    bank = extract_features(backbone, data.train_images, batch_size=cfg.eval.batch_size,
+                            transform=transform)  # fmt: skip
+    queries = extract_features(backbone, data.test_images, batch_size=cfg.eval.batch_size,
+                               transform=transform)  # fmt: skip
+    preds = knn_predict(bank, data.train_labels, queries, num_classes=data.num_classes,
+                        k=cfg.probe.knn_k, temperature=cfg.probe.knn_temperature)  # fmt: skip
+    cm = confusion_matrix(preds, data.test_labels, data.num_classes)
+    return summarize(cm, data.train_counts, many_threshold=cfg.eval.many_threshold,
+                     few_threshold=cfg.eval.few_threshold)  # fmt: skip
+
+
+def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
+    full = load_arrays(cfg.data, "train")
+    keep = balanced_indices(full.labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
+    probe = full.subset(keep)
+    return ProbeSet(
+        to_device_tensor(probe.images, device),
+        torch.as_tensor(probe.labels, dtype=torch.int64, device=device),
+        data.test_images,
+        data.test_labels,
+        data.num_classes,
+    )
+
+
+def _ood_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
+    p = cfg.probe
+    assert p.ood is not None
+    size = (int(data.train_images.shape[2]), int(data.train_images.shape[3]))
+    splits = []
+    for split in ("train", "test"):
+        cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+        try:
+            arrays = load_split(p.ood, p.ood_root, split, cache_dir=cache)
+        except LongtailError as err:
+            raise LongtailError(f"probe.ood={p.ood}: {err}") from None
+        if split == "train":
+            num_classes = arrays.num_classes
+            arrays = arrays.subset(balanced_indices(arrays.labels, num_classes, p.ood_per_class, 0))
+        images = match_format(to_device_tensor(arrays.images, device), data.in_chans, size)
+        splits += [images, torch.as_tensor(np.asarray(arrays.labels), dtype=torch.int64,
+                                           device=device)]  # fmt: skip
+    return ProbeSet(splits[0], splits[1], splits[2], splits[3], num_classes)
