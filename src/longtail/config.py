@@ -41,7 +41,7 @@ class DataConfig:
     )
     subset_seed: int = 0
     index_file: str | None = None  # reuse a saved lt_index.json instead of building the subset
-    test_limit: int | None = None  # evaluate on the first N test images only (smoke tests)
+    test_limit: int | None = None  # evaluate on N test images spread over the split (quick runs)
 
 
 @dataclass
@@ -537,6 +537,10 @@ def _validate_sam(cfg: Config) -> None:
         raise LongtailError(f"sam.bandwidth must be > 0 or null (got {sam.bandwidth})")
 
 
+# datasets an out-of-domain probe can read from a root folder alone
+OOD_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder")
+
+
 def _validate_probe(cfg: Config) -> None:
     p = cfg.probe
     for key, value in (
@@ -550,9 +554,11 @@ def _validate_probe(cfg: Config) -> None:
             "probe.knn_k and probe.iterations must be >= 1, probe.knn_temperature > 0 and"
             " probe.weight_decay >= 0"
         )
-    datasets = CHOICES["data.dataset"]
-    if p.ood is not None and p.ood not in datasets:
-        raise LongtailError(f"probe.ood={p.ood!r} is not one of {', '.join(datasets)}: pick one")
+    if p.ood is not None and p.ood not in OOD_DATASETS:
+        raise LongtailError(
+            f"probe.ood={p.ood!r} is not one of {', '.join(OOD_DATASETS)}: pick one (its data at"
+            " probe.ood_root)"
+        )
 
 
 def _validate_kcl(cfg: Config) -> None:
@@ -562,7 +568,7 @@ def _validate_kcl(cfg: Config) -> None:
             f"strategy.name={s.name} learns features from instance-sampled batches: set train.sampler=random"
             " and drop train.resample_epoch (class-balanced re-training is stage 2)"
         )
-    if s.k < 1 or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:
+    if (s.name == "kcl" and s.k < 1) or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:
         raise LongtailError(
             "strategy.k must be >= 1, strategy.temperature > 0 and strategy.key_momentum in [0, 1]:"
             " KCL uses k=6, temperature=0.07, key_momentum=0.999"

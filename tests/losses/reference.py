@@ -34,11 +34,13 @@ def l_out_loop(
     tau: float,
     is_self: Callable[[int, int], bool],
     is_positive: Callable[[int, int], bool],
+    weights: Sequence[float] | None = None,
 ) -> float:
     """SupCon's L_out (Khosla et al. 2020, eq. 2), anchors without positives left out.
 
     L_i = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p/tau) / sum_{a in A(i)} exp(z_i.z_a/tau) ),
-    A(i) = every candidate that is not i itself; 0 when no anchor has a positive.
+    A(i) = every candidate that is not i itself; 0 when no anchor has a positive. With per-anchor
+    ``weights`` (rwSAM): sum_i w_i L_i / #{anchors with a positive}.
     """
     z = [unit(a) for a in anchors]
     c = [unit(b) for b in candidates]
@@ -50,7 +52,7 @@ def l_out_loop(
             continue
         denominator = sum(math.exp(dot(zi, c[a]) / tau) for a in others)
         log_probs = [math.log(math.exp(dot(zi, c[p]) / tau) / denominator) for p in positives]
-        total += -sum(log_probs) / len(positives)
+        total += (1.0 if weights is None else weights[i]) * -sum(log_probs) / len(positives)
         counted += 1
     return total / counted if counted else 0.0
 

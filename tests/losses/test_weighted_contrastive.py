@@ -13,7 +13,7 @@ from longtail.errors import LongtailError
 from longtail.losses import InfoNCELoss, KCLLoss, SupConLoss
 from longtail.losses.kernel import mean_over_valid, weighted_mean_over_valid
 from longtail.losses.masks import build_contrast_set, kcl_positive_mask
-from losses.reference import dot, rows, unit
+from losses.reference import l_out_loop, rows
 
 TAUS = [0.07, 0.5]
 DTYPES = [torch.float32, torch.float64]
@@ -36,18 +36,7 @@ def weighted_l_out_loop(
     weights: list[float],
 ) -> float:
     """sum_i w_i L_i / #{i : |P(i)| > 0}, L_i SupCon's L_out (Khosla et al. 2020, eq. 2)."""
-    z, c = [unit(a) for a in rows(features)], [unit(b) for b in rows(candidates)]
-    total, counted = 0.0, 0
-    for i, zi in enumerate(z):
-        others = [j for j in range(len(c)) if not is_self(i, j)]
-        positives = [j for j in others if is_positive(i, j)]
-        if not positives:
-            continue
-        log_denominator = math.log(sum(math.exp(dot(zi, c[a]) / tau) for a in others))
-        l_i = -sum(dot(zi, c[p]) / tau - log_denominator for p in positives) / len(positives)
-        total += weights[i] * l_i
-        counted += 1
-    return total / counted if counted else 0.0
+    return l_out_loop(rows(features), rows(candidates), tau, is_self, is_positive, weights)
 
 
 def setting(kind: str, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:

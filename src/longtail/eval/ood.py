@@ -19,8 +19,8 @@ def match_format(images: Tensor, channels: int, size: tuple[int, int]) -> Tensor
     """uint8 ``[N, C, H, W]`` -> uint8 ``[N, channels, size[0], size[1]]``.
 
     Spatial: bilinear resampling (``align_corners=False``, antialiased when shrinking), rounded back
-    to uint8. Channels: grey (C = 1) to RGB repeats the plane; RGB to grey is ITU-R 601 luma
-    (0.299 R + 0.587 G + 0.114 B), as PIL's ``convert("L")``. Done in chunks of 4096 images so the
+    to uint8. Channels: grey (C = 1) to RGB repeats the plane; RGB to grey is Pillow's ``convert("L")``
+    arithmetic (ITU-R 601-2, ``(19595 R + 38470 G + 7471 B + 2^15) >> 16``), before resizing. Done in chunks of 4096 images so the
     float copy stays small.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
@@ -32,10 +32,13 @@ def match_format(images: Tensor, channels: int, size: tuple[int, int]) -> Tensor
         raise LongtailError(f"channels {c} -> {channels}: only 1 (grey) and 3 (RGB) are supported")
     out = []
     for start in range(0, images.shape[0], 4096):
-        x = images[start : start + 4096].float()
-        if c == 3 and channels == 1:
-            luma = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-            x = (x * luma).sum(dim=1, keepdim=True)
+        chunk = images[start : start + 4096]
+        if c == 3 and channels == 1:  # Pillow's integer luma, as registry.convert_channels
+            rgb = chunk.to(torch.int32)
+            chunk = (
+                (rgb[:, :1] * 19595 + rgb[:, 1:2] * 38470 + rgb[:, 2:] * 7471 + 0x8000) >> 16
+            ).to(torch.uint8)
+        x = chunk.float()
         if tuple(x.shape[-2:]) != tuple(size):
             shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)

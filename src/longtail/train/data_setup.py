@@ -166,7 +166,7 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
         train = full.subset(np.asarray(record["indices"], dtype=np.int64))
         mean, std = dataset_stats(full)
     if cfg.test_limit is not None:
-        test = test.subset(np.arange(min(cfg.test_limit, len(test.labels))))
+        test = test.subset(spread_indices(len(test.labels), cfg.test_limit))
     return PreparedData(
         train_images=to_device_tensor(train.images, device),
         train_labels=torch.as_tensor(train.labels, dtype=torch.int64, device=device),
@@ -178,6 +178,16 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
         std=list(std),
         index_record=record,
     )
+
+
+def spread_indices(size: int, limit: int) -> np.ndarray:
+    """``min(limit, size)`` indices spread evenly over ``range(size)`` (every size/limit-th).
+
+    A class-sorted split (an ImageFolder tree) keeps every class in proportion, which the first N
+    images would not.
+    """
+    n = min(limit, size)
+    return np.unique(np.floor(np.arange(n) * (size / n)).astype(np.int64))
 
 
 def describe_subset(cfg: DataConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from longtail.io import atomic_write_json
 from longtail.train import runtime
 from longtail.train.build import build_model, evaluate_model
 from longtail.train.data_setup import PreparedData, prepare_data, prepare_validation
+from longtail.train.probe_run import probe_run
 from longtail.train.run_folder import INDEX, RunFolder
 
 # Evaluation may run elsewhere (device, batch, the data's new location), never on other data.
@@ -23,6 +24,7 @@ EVAL_OVERRIDABLE = (
     "train.threads",
     "train.precision",
     "eval",
+    "probe",
     "data.root",
     "data.cache_dir",
     "data.test_limit",
@@ -33,10 +35,16 @@ TAUS = [round(0.1 * k, 1) for k in range(21)]  # Kang et al.: tau in [0, 2], ste
 
 
 def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Rebuild the model of ``run_dir``, load its checkpoint, evaluate; write ``eval.json``."""
+    """Rebuild the model of ``run_dir``, load its checkpoint, evaluate; write ``eval.json``.
+
+    With ``probe.enabled`` (the run's setting unless overridden) the frozen backbone is probed
+    too (``probe.ood=fashion_mnist`` adds an out-of-domain probe to any finished run).
+    """
     cfg, data, model, epoch, run = _load_run(run_dir, overrides)
     device = data.test_labels.device
     result = evaluate_model(model, data, cfg, device)
+    if cfg.probe.enabled:
+        result.update(probe_run(model, data, cfg, device, None))
     result["epoch"] = epoch
     atomic_write_json(run.file("eval.json"), result)
     return result

@@ -11,7 +11,7 @@ from longtail.config import DataConfig
 from longtail.data.arrays import ImageArrays
 from longtail.data.pack import encode_png, write_pack
 from longtail.data.registry import dataset_stats, image_files
-from longtail.train.data_setup import choose_indices, load_arrays, subset_fields
+from longtail.train.data_setup import choose_indices, load_arrays, spread_indices, subset_fields
 
 
 def _encoded(cfg: DataConfig, split: str, arrays: ImageArrays, indices: np.ndarray) -> list[bytes]:
@@ -28,7 +28,7 @@ def build_pack(cfg: DataConfig, out: str | Path) -> dict[str, Any]:
     test = load_arrays(cfg, "test")
     record = choose_indices(cfg, full.labels, full.num_classes)
     train_idx = np.asarray(record["indices"], dtype=np.int64)
-    test_idx = np.arange(min(len(test.labels), cfg.test_limit or len(test.labels)))
+    test_idx = spread_indices(len(test.labels), cfg.test_limit or len(test.labels))
     mean, std = dataset_stats(full)
     splits = {
         "train": (_encoded(cfg, "train", full, train_idx), full.labels[train_idx]),

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from longtail.config import Config
+from longtail.data.arrays import ImageArrays
 from longtail.data.loader import to_device_tensor
 from longtail.data.registry import load_split
 from longtail.errors import LongtailError
@@ -136,17 +137,33 @@ def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> Prob
     )
 
 
+def check_probe_data(cfg: Config) -> None:
+    """Read (and cache) the OOD probe's splits now, so a bad ``probe.ood_root`` stops a run early."""
+    if cfg.probe.enabled and cfg.probe.ood is not None:
+        for split in ("train", "test"):
+            _ood_split(cfg, split)
+
+
+def _ood_split(cfg: Config, split: str) -> ImageArrays:
+    p = cfg.probe
+    assert p.ood is not None
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+    try:
+        return load_split(p.ood, p.ood_root, split, cache_dir=cache)
+    except LongtailError as err:
+        raise LongtailError(
+            f"probe.ood={p.ood} cannot be read from probe.ood_root={p.ood_root} ({err}):"
+            " fix probe.ood_root, fetch the data (`make data` for Fashion-MNIST) or drop probe.ood"
+        ) from None
+
+
 def _ood_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
     p = cfg.probe
     assert p.ood is not None
     size = (int(data.train_images.shape[2]), int(data.train_images.shape[3]))
     splits = []
     for split in ("train", "test"):
-        cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
-        try:
-            arrays = load_split(p.ood, p.ood_root, split, cache_dir=cache)
-        except LongtailError as err:
-            raise LongtailError(f"probe.ood={p.ood}: {err}") from None
+        arrays = _ood_split(cfg, split)
         if split == "train":
             num_classes = arrays.num_classes
             arrays = arrays.subset(balanced_indices(arrays.labels, num_classes, p.ood_per_class, 0))

@@ -18,10 +18,12 @@ from longtail.train import runtime
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.loop import fit
+from longtail.train.probe_run import check_probe_data
 from longtail.train.run_folder import INDEX, RunFolder
 
 # What may change when a run continues: its length and where and how it runs, never what it learns.
-RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads")
+# The probes read the finished backbone only, so they may change too.
+RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe")
 
 
 def train(cfg: Config) -> Path:
@@ -34,6 +36,7 @@ def train(cfg: Config) -> Path:
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device)
+    check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device)
     run = RunFolder.create(cfg.out_dir, cfg.name)
     run.write_config(to_yaml(cfg))
@@ -79,6 +82,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
     if data_cfg.dataset != "pack":
         data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
     data = prepare_data(data_cfg, device)
+    check_probe_data(cfg)
     parts = build_training(cfg, data, device)
     parts.load_state_dict(state, str(run.file("checkpoint.pt")))
     try:

@@ -1,0 +1,71 @@
+"""Shared by the SSL, rwSAM and probe tests: tiny SSL overrides and references written by hand.
+
+The references here never call longtail's feature extraction or kNN: pooled features are the mean
+of ``forward_features`` over positions of ``(x / 255 - mean) / std``, and the kNN classifier is a
+loop over queries (cosine similarity, the k most similar, votes ``exp(s / tau)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tiny_runs import tiny_run
+
+# Small heads and probes: SSL runs of 2 epochs x 2 steps finish in about a second on one core.
+SSL_TINY = [
+    "strategy.proj_hidden=32",
+    "strategy.proj_dim=16",
+    "strategy.pred_hidden=8",
+    "probe.knn_k=10",
+    "schedule.warmup_epochs=0",  # a planned length a resumed run shares
+    "train.max_steps_per_epoch=2",
+]
+
+
+def ssl_run(idx_root: Path, out: Path, *extra: str) -> list[str]:
+    """The overrides of a tiny SSL run on the idx fixture at ``idx_root``, written under ``out``."""
+    return tiny_run(idx_root, *SSL_TINY, f"out_dir={out}", *extra)
+
+
+def pooled_by_hand(
+    backbone: nn.Module, images: Tensor, mean: Sequence[float], std: Sequence[float]
+) -> Tensor:
+    """float64 ``[N, F]``: the spatial mean of the feature map of the normalised uint8 ``images``.
+
+    Runs on a deep copy in eval mode, so the caller's module (modes, BN statistics) is untouched.
+    """
+    net: nn.Module = copy.deepcopy(backbone).eval()
+    m = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+    x = (images.float() / 255.0 - m) / s
+    with torch.no_grad():
+        fmap = net.forward_features(x)  # type: ignore[operator]
+    return fmap.double().mean(dim=(2, 3))  # type: ignore[no-any-return]
+
+
+def knn_by_hand(
+    bank: Tensor, bank_labels: Tensor, queries: Tensor, num_classes: int, k: int, tau: float
+) -> list[int]:
+    """Predicted class of each query: the k nearest bank rows by cosine vote ``exp(s / tau)``."""
+    bank = F.normalize(bank.double(), dim=1)
+    preds = []
+    for q in F.normalize(queries.double(), dim=1):
+        sims = (bank @ q).tolist()
+        nearest = sorted(range(len(sims)), key=lambda j: -sims[j])[: min(k, len(sims))]
+        votes = [0.0] * num_classes
+        for j in nearest:
+            votes[int(bank_labels[j])] += math.exp(sims[j] / tau)
+        preds.append(max(range(num_classes), key=lambda c: (votes[c], -c)))
+    return preds
+
+
+def top1_of(preds: list[int], labels: Tensor) -> float:
+    """Percent of ``preds`` equal to ``labels``."""
+    return 100.0 * sum(int(p == int(y)) for p, y in zip(preds, labels, strict=True)) / len(preds)

@@ -1,0 +1,358 @@
+"""SSL pre-training: the losses by hand, MoCo as KCL with k = 0, and tiny runs end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data.fixtures import write_idx
+from longtail.config import StrategyConfig, load_config
+from longtail.data.loader import DeviceLoader
+from longtail.errors import LongtailError
+from longtail.models import create_model
+from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
+from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
+from longtail.train.build import TrainingParts, build_training
+from longtail.train.data_setup import prepare_data
+from longtail.train.run_folder import RunFolder
+from longtail.train.trainer import resume, train
+from ssl_helpers import knn_by_hand, pooled_by_hand, ssl_run, top1_of
+
+CPU = torch.device("cpu")
+HEADS = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4, temperature=0.2)
+
+
+def _backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("resnet20", num_classes=3, in_chans=1, width=0.25)
+
+
+def _views() -> tuple[list[torch.Tensor], torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(6, 1, 12, 12, generator=g) for _ in range(2)]
+    return views, torch.tensor([0, 0, 1, 2, 1, 0])
+
+
+def _pooled(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    b: Any = net.backbone
+    return b.forward_head(b.forward_features(x), pre_logits=True)  # type: ignore[no-any-return]
+
+
+WEIGHTS = torch.tensor([0.5, 2.0, 1.0, 0.0, 3.0, 1.5])
+
+
+@pytest.mark.parametrize("weights", [None, WEIGHTS], ids=["plain", "weighted"])
+def test_simsiam_loss_matches_a_hand_computation(weights: torch.Tensor | None) -> None:
+    net = SimSiamNet(_backbone(), HEADS).train()
+    ref, joint = copy.deepcopy(net), copy.deepcopy(net)
+    views, labels = _views()
+    got = net.loss(views, labels, weights)
+    # each view through the network on its own (BatchNorm statistics per view)
+    z1, z2 = (ref.projector(_pooled(ref, v)) for v in views)
+    p1, p2 = ref.predictor(z1), ref.predictor(z2)
+    per = 0.5 * -F.cosine_similarity(p1, z2.detach()) + 0.5 * -F.cosine_similarity(p2, z1.detach())
+    expected = per.mean() if weights is None else (weights * per).sum() / per.shape[0]
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+    got.backward()
+    expected.backward()  # the stop-gradient sits where eq. 3 puts it: the gradients agree
+    for (name, a), b in zip(net.named_parameters(), ref.parameters(), strict=True):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None and b.grad is not None:
+            assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    classifier: Any = net.backbone.fc
+    assert classifier.weight.grad is None  # the classifier is not part of the loss
+    # one joint forward of both views would mix their BatchNorm statistics: another number
+    z = joint.projector(_pooled(joint, torch.cat(views)))
+    zj1, zj2 = z.chunk(2)
+    mixed = 0.5 * -F.cosine_similarity(joint.predictor(zj1), zj2) - 0.5 * F.cosine_similarity(
+        joint.predictor(zj2), zj1
+    )
+    assert not torch.allclose(mixed.mean(), per.mean(), atol=1e-4)
+
+
+def _contrastive_loop(
+    z: torch.Tensor,
+    positives_of: Callable[[int], list[int]],
+    tau: float,
+    weights: list[float] | None,
+) -> float:
+    """L_out anchor by anchor (SupCon eq. 2), the denominator every entry but the anchor."""
+    z = F.normalize(z.double(), dim=1)
+    n = z.shape[0]
+    total, anchors = 0.0, 0
+    for i in range(n):
+        positives = positives_of(i)
+        if not positives:
+            continue
+        sim = [float(z[i] @ z[a]) / tau for a in range(n)]
+        log_denominator = math.log(sum(math.exp(sim[a]) for a in range(n) if a != i))
+        loss_i = sum(log_denominator - sim[p] for p in positives) / len(positives)
+        total += (1.0 if weights is None else weights[i]) * loss_i
+        anchors += 1
+    return total / anchors
+
+
+@pytest.mark.parametrize("weights", [None, WEIGHTS], ids=["plain", "weighted"])
+@pytest.mark.parametrize("use_labels", [False, True], ids=["simclr", "supcon"])
+def test_contrastive_loss_matches_a_loop(weights: torch.Tensor | None, use_labels: bool) -> None:
+    net = ContrastiveNet(_backbone(), HEADS, use_labels=use_labels).train()
+    ref = copy.deepcopy(net)
+    views, labels = _views()
+    got = net.loss(views, labels, weights)
+    z = ref.projector(_pooled(ref, torch.cat(views))).detach()  # one forward, view-major rows
+    b = labels.shape[0]
+    both = labels.repeat(2).tolist()
+
+    def positives_of(i: int) -> list[int]:
+        if use_labels:  # SupCon: every other same-class view
+            return [j for j in range(2 * b) if j != i and both[j] == both[i]]
+        return [(i + b) % (2 * b)]  # NT-Xent: the other view of the same image
+
+    anchor_weights = None if weights is None else weights.repeat(2).tolist()
+    expected = _contrastive_loop(z, positives_of, HEADS.temperature, anchor_weights)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_supcon_with_distinct_labels_is_simclr() -> None:
+    views, _ = _views()
+    distinct = torch.arange(6)
+    simclr = ContrastiveNet(_backbone(), HEADS, use_labels=False)
+    supcon = ContrastiveNet(_backbone(), HEADS, use_labels=True)
+    supcon.load_state_dict(simclr.state_dict())
+    a, b = simclr.loss(views, distinct, None), supcon.loss(views, distinct, None)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def _infonce_loop(q: torch.Tensor, keys: torch.Tensor, queue: torch.Tensor, tau: float) -> float:
+    """MoCo's InfoNCE (He et al. 2020, eq. 1) anchor by anchor: the own key against the queue."""
+    q, keys, queue = (F.normalize(t.double(), dim=1) for t in (q, keys, queue))
+    total = 0.0
+    for i in range(q.shape[0]):
+        own = float(q[i] @ keys[i]) / tau
+        negatives = [float(q[i] @ queue[j]) / tau for j in range(queue.shape[0])]
+        total += math.log(math.exp(own) + sum(math.exp(s) for s in negatives)) - own
+    return total / q.shape[0]
+
+
+def test_kcl_queue_loss_with_k0_is_infonce() -> None:
+    g = torch.Generator().manual_seed(4)
+    q, keys, queue = (
+        torch.randn(5, 8, generator=g),
+        torch.randn(5, 8, generator=g),
+        torch.randn(9, 8, generator=g),
+    )
+    labels, queue_labels = torch.tensor([0, 1, 1, 2, 0]), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    expected = _infonce_loop(q, keys, queue, 0.2)
+    for y in (labels, (labels + 1) % 3):  # same-class queue entries stay negatives
+        got = kcl_queue_loss(
+            q, y, keys, queue, queue_labels, 0, 0.2, torch.Generator().manual_seed(0)
+        )
+        assert got.item() == pytest.approx(expected, rel=1e-5)
+    same = torch.ones(4, 8)  # identical embeddings: every logit equal, loss log(1 + K)
+    got = kcl_queue_loss(same, labels[:4], same, torch.ones(9, 8), queue_labels, 0, 0.2, None)
+    assert got.item() == pytest.approx(math.log(10), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ssl")
+    write_idx(root, n_train_per_class=40, n_test_per_class=3, size=16)
+    return root
+
+
+def _parts(idx_root: Path, out: Path, *extra: str) -> TrainingParts:
+    cut = "train.max_steps_per_epoch=5"  # room for 3 steps that fill the queue, and one more
+    cfg = load_config(None, ssl_run(idx_root, out, "train.channels_last=false", cut, *extra))
+    return build_training(cfg, prepare_data(cfg.data, CPU), CPU)
+
+
+MOCO = ["strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"]
+KCL = ["strategy.name=kcl", "strategy.queue_size=48", "strategy.temperature=0.2", "strategy.k=2"]
+
+
+def _fill_queue(parts: TrainingParts, steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Run ``steps`` steps; return the next batch."""
+    batches = iter(parts.loader)
+    for _ in range(steps):
+        parts.step(next(batches), lr=0.05)
+    return next(batches)  # type: ignore[return-value]
+
+
+def test_moco_step_is_infonce_over_own_key_and_queue(idx_root: Path, tmp_path: Path) -> None:
+    parts = _parts(idx_root, tmp_path, *MOCO, "strategy.key_momentum=0.9")
+    step, net = parts.step, parts.model
+    assert isinstance(step, KCLStep) and isinstance(net, KCLNet)
+    assert step.cfg.k == 0  # built as KCL with no sampled positives (the config keeps k=6)
+    (v1, v2), labels = _fill_queue(parts, 3)
+    assert len(net.queue) == 48  # 3 batches of 16 keys
+    queue, _ = net.queue.contents()
+    ref = copy.deepcopy(net)
+    online = dict(ref.online().named_parameters())
+    with torch.no_grad():
+        for name, p in ref.key_encoder.encoder.named_parameters():
+            p.copy_(0.9 * p + 0.1 * online[name])  # MoCo eq. 2 before the keys are computed
+        keys = F.normalize(ref.key_encoder.encoder(v2).double(), dim=1)
+        q = F.normalize(ref.online()(v1).double(), dim=1)
+    expected = _infonce_loop(q, keys, queue, 0.2)
+    got = step.loss(([v1, v2], labels))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("strategy", "labels_matter"), [(MOCO, False), (KCL, True)])
+def test_labels_matter_for_kcl_but_not_for_moco(
+    idx_root: Path, tmp_path: Path, strategy: list[str], labels_matter: bool
+) -> None:
+    parts = _parts(idx_root, tmp_path, *strategy)
+    step, net = parts.step, parts.model
+    assert isinstance(step, KCLStep)
+    views, labels = _fill_queue(parts, 3)
+    state, draw = copy.deepcopy(net.state_dict()), step.generator.get_state()
+    losses = []
+    for y in (labels, (labels + 1) % 10):  # every image relabelled
+        net.load_state_dict(state)
+        step.generator.set_state(draw)
+        losses.append(step.loss((views, y)).item())
+    assert (losses[0] != losses[1]) == labels_matter, losses
+
+
+RUNS = {
+    "simsiam": ["strategy.name=simsiam"],
+    "simclr": ["strategy.name=simclr", "strategy.temperature=0.5"],
+    "supcon": ["strategy.name=supcon"],
+    "moco": ["strategy.name=moco", "strategy.queue_size=32", "strategy.temperature=0.2"],
+    "simsiam-rwsam-kde": [
+        "strategy.name=simsiam",
+        "sam.rho=0.5",
+        "sam.adaptive=true",
+        "sam.weights=kde",
+        "sam.refresh_every=1",
+    ],
+    "simsiam-rwsam-label": ["strategy.name=simsiam", "sam.rho=0.5", "sam.weights=label"],
+}
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
+def ssl_run_dir(
+    request: pytest.FixtureRequest, idx_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    out = tmp_path_factory.mktemp(request.param)
+    return request.param, train(
+        load_config(None, ssl_run(idx_root, out, "train.epochs=2", *RUNS[request.param]))
+    )
+
+
+def test_ssl_runs_end_with_probes(ssl_run_dir: tuple[str, Path]) -> None:
+    _, run = ssl_run_dir
+    final = json.loads((run / "final.json").read_text())
+    for key in ("probe_top1", "knn_top1"):
+        assert isinstance(final[key], float) and math.isfinite(final[key]), key
+    assert {"few_many_ratio", "slope", "cv"} <= final.keys()
+    assert final["ood_probe_top1"] is None
+    assert final["probe"]["balanced"]["train_size"] == 10 * 20  # probe.balanced_per_class=20
+    assert final["probe"]["long_tailed"]["train_size"] == sum(final["train_counts"])
+    assert final["probe_top1"] == final["probe"]["balanced"]["probe_top1"]
+    assert (run / "probe_per_class.png").is_file()
+
+
+def test_rwsam_weights_are_reported_each_epoch(ssl_run_dir: tuple[str, Path]) -> None:
+    name, run = ssl_run_dir
+    metrics = RunFolder(run).read_metrics()
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    if name == "simsiam-rwsam-kde":  # ones until the first estimate, at epoch 1 (0-based)
+        assert metrics[0]["rw_weight_max"] == 1.0
+        assert metrics[0]["rw_weight_rare_frequent"] == 1.0
+        assert metrics[1]["rw_weight_max"] != 1.0
+        assert 1.0 < metrics[1]["rw_weight_max"] <= 10.0  # sam.max_weight
+    elif name == "simsiam-rwsam-label":
+        # w_i = n_{y_i}^-1 / mean: max N / (C n_min); tail/head mean = sum(head n) / sum(tail n)
+        counts = json.loads((run / "final.json").read_text())["train_counts"]
+        by_size = sorted(counts, reverse=True)
+        for m in metrics:
+            assert m["rw_weight_max"] == pytest.approx(sum(counts) / (10 * min(counts)), abs=1e-4)
+            ratio = sum(by_size[:3]) / sum(by_size[-3:])
+            assert m["rw_weight_rare_frequent"] == pytest.approx(ratio, abs=1e-4)
+            assert m["rw_weight_rare_frequent"] > 1
+    else:
+        assert not any("rw_weight_max" in m for m in metrics)
+
+
+def test_classifier_untouched_and_evaluation_is_knn(ssl_run_dir: tuple[str, Path]) -> None:
+    _, run = ssl_run_dir
+    folder = RunFolder(run)
+    cfg = folder.read_config()
+    state = folder.load_checkpoint()["model"]
+    data = prepare_data(cfg.data, CPU)
+    init = build_training(cfg, data, CPU).model.state_dict()  # the same seeded initialisation
+    for key in ("backbone.fc.weight", "backbone.fc.bias"):
+        assert torch.equal(state[key], init[key]), key
+    trained = [k for k in init if k.startswith("backbone.") and init[k].is_floating_point()]
+    assert any(not torch.equal(state[k], init[k]) for k in trained)  # the rest did learn
+    backbone = create_model("resnet20", num_classes=10, in_chans=1, width=0.25)
+    backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
+    bank = pooled_by_hand(backbone, data.train_images, data.mean, data.std)
+    queries = pooled_by_hand(backbone, data.test_images, data.mean, data.std)
+    k, tau = cfg.probe.knn_k, cfg.probe.knn_temperature
+    preds = knn_by_hand(bank, data.train_labels, queries, 10, k, tau)
+    final = json.loads((run / "final.json").read_text())
+    assert final["top1"] == pytest.approx(top1_of(preds, data.test_labels), abs=1e-9)
+
+
+@pytest.mark.parametrize(("epochs", "stop", "refresh"), [(2, 1, 1), (4, 3, 2)])
+def test_rwsam_kde_resume_is_exact(
+    idx_root: Path, tmp_path: Path, epochs: int, stop: int, refresh: int
+) -> None:
+    """(4, 3, 2): the weights estimated at epoch 2 come back from the checkpoint, not re-estimated."""
+    rw = ["strategy.name=simsiam", "sam.rho=0.5", "sam.weights=kde", f"sam.refresh_every={refresh}"]
+    straight = train(
+        load_config(None, ssl_run(idx_root, tmp_path / "a", f"train.epochs={epochs}", *rw))
+    )
+    half = train(load_config(None, ssl_run(idx_root, tmp_path / "b", f"train.epochs={stop}", *rw)))
+    resume(half, [f"train.epochs={epochs}"])
+    a, b = (RunFolder(r).load_checkpoint() for r in (straight, half))
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    values = [c["step"]["weights"]["values"] for c in (a, b)]
+    assert torch.equal(values[0], values[1]) and not bool((values[0] == 1).all())
+    rw_max = [[m["rw_weight_max"] for m in RunFolder(r).read_metrics()] for r in (straight, half)]
+    assert rw_max[0] == rw_max[1] and len(rw_max[0]) == epochs
+
+
+def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_path: Path) -> None:
+    for name, net_type in (
+        ("simsiam", SimSiamNet),
+        ("simclr", ContrastiveNet),
+        ("supcon", ContrastiveNet),
+    ):
+        parts = _parts(idx_root, tmp_path, f"strategy.name={name}")
+        assert isinstance(parts.model, net_type) and isinstance(parts.step, PretrainStep)
+        assert isinstance(parts.loader, DeviceLoader)
+        batch: Any = next(iter(parts.loader))
+        views, labels, indices = batch  # with the positions rwSAM's weights are read at
+        assert len(views) == 2 and views[0].shape == views[1].shape
+        assert torch.equal(parts.loader.labels[indices], labels)
+        assert getattr(parts.model, "use_labels", False) == (name == "supcon")
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["strategy.name=simsiam", "strategy.proj_layers=4"], "proj_layers=4"),
+        (["strategy.name=simclr", "strategy.temperature=0"], "temperature must be > 0"),
+        (["strategy.name=supcon", "train.sampler=class_balanced"], "train.sampler=random"),
+        (["strategy.name=simsiam", "strategy.pred_hidden=0"], "pred_hidden >= 1"),
+    ],
+)
+def test_bad_pretraining_settings_are_one_line(
+    idx_root: Path, tmp_path: Path, extra: list[str], match: str
+) -> None:
+    with pytest.raises(LongtailError, match=match) as err:
+        load_config(None, ssl_run(idx_root, tmp_path, *extra))
+    assert "\n" not in str(err.value)
