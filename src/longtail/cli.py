@@ -5,7 +5,7 @@
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
     longtail taunorm RUN_DIR [key=value ...]        tau-norm: pick tau on a validation split; taunorm.json
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
-    longtail pack RECIPE.yaml OUT.npz [key=value]   the LT subset + test split, encoded, in one file
+    longtail pack RECIPE.yaml OUT.npz [--whole]     the LT subset (or whole split) + test, encoded
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
     longtail study SPEC.yaml [key=value ...]        train (or reuse) a study's runs; results + table + plot
 
@@ -82,13 +82,15 @@ def cmd_pack(args: list[str]) -> None:
     from longtail.config import load_config
     from longtail.train.pack_recipe import build_pack
 
-    recipe, rest = _split_recipe(args)
+    whole = "--whole" in args  # the whole training split: runs subset it as the source
+    recipe, rest = _split_recipe([a for a in args if a != "--whole"])
     if recipe is None or not rest or "=" in rest[0]:
         raise LongtailError(
             "longtail pack needs a recipe and an output file: longtail pack R.yaml OUT.npz"
+            " [--whole]"
         )
     cfg = load_config(recipe, rest[1:])
-    print(json.dumps(build_pack(cfg.data, rest[0])))
+    print(json.dumps(build_pack(cfg.data, rest[0], whole=whole)))
 
 
 def cmd_report(args: list[str]) -> None:

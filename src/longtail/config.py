@@ -538,7 +538,7 @@ def _validate_sam(cfg: Config) -> None:
 
 
 # datasets an out-of-domain probe can read from a root folder alone
-OOD_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder")
+OOD_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "mnist", "imagefolder", "pack")
 
 
 def _validate_probe(cfg: Config) -> None:

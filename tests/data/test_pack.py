@@ -102,3 +102,23 @@ def test_bad_packs(tmp_path: Path) -> None:
     )
     with pytest.raises(LongtailError, match="rebuild the pack"):
         describe_subset(other.data)
+
+
+@pytest.mark.parametrize("rule", ["shuffle", "first"])
+def test_source_pack_subsets_like_its_source(tmp_path: Path, rule: str) -> None:
+    """A pack of the whole split (``pack --whole``) is subset by each run exactly as its source."""
+    write_idx(tmp_path / "idx", n_train_per_class=20, n_test_per_class=3)
+    source = ["data.dataset=fashion_mnist", f"data.root={tmp_path / 'idx'}", "data.cache_dir=null"]
+    build_pack(load_config(None, source).data, tmp_path / "full.npz", whole=True)
+    run = ["data.imbalance_ratio=5", f"data.subset_rule={rule}", "data.subset_seed=3"]
+    a = prepare_data(load_config(None, [*source, *run]).data, "cpu")  # type: ignore[arg-type]
+    as_pack = ["data.dataset=pack", f"data.root={tmp_path / 'full.npz'}", "data.cache_dir=null"]
+    b = prepare_data(load_config(None, [*as_pack, *run]).data, "cpu")  # type: ignore[arg-type]
+    assert (
+        a.train_counts
+        == b.train_counts
+        == describe_subset(load_config(None, [*as_pack, *run]).data)["counts"]
+    )
+    assert (a.train_images == b.train_images).all()
+    assert (a.train_labels == b.train_labels).all()
+    assert (a.test_images == b.test_images).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,18 @@ def test_pack_has_no_balanced_probe_set(idx_root: Path, tmp_path: Path, long_tai
         assert not (tmp_path / "probe.png").exists()
 
 
+def test_source_pack_keeps_the_balanced_probe(idx_root: Path, tmp_path: Path) -> None:
+    """A pack of the whole split (``pack --whole``) serves the balanced probe like its source."""
+    pack = tmp_path / "whole.npz"
+    build_pack(load_config(None, ssl_run(idx_root, tmp_path)).data, pack, whole=True)
+    cfg, data, model = _setup(idx_root, tmp_path, "data.dataset=pack", f"data.root={pack}")
+    from_pack = probe_run(model, data, cfg, CPU, None)
+    cfg_src, data_src, _ = _setup(idx_root, tmp_path)
+    from_source = probe_run(model, data_src, cfg_src, CPU, None)
+    assert from_pack["probe"]["balanced"] is not None
+    assert from_pack["probe"]["balanced"] == from_source["probe"]["balanced"]
+
+
 def test_disabled_probe_writes_no_probe_keys(idx_root: Path, tmp_path: Path) -> None:
     cfg = load_config(
         None,
@@ -178,7 +191,7 @@ def test_unknown_ood_dataset_is_one_line(ood: str) -> None:
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("ood", ["pack", "split_list"])
+@pytest.mark.parametrize("ood", ["split_list"])
 def test_ood_datasets_that_cannot_be_probed_are_refused(ood: str) -> None:
     with pytest.raises(LongtailError, match="probe.ood="):
         load_config(None, ssl_run(Path("unused"), Path("unused"), f"probe.ood={ood}"))
@@ -194,3 +207,17 @@ def test_missing_ood_data_leaves_no_run_folder(idx_root: Path, tmp_path: Path) -
     with pytest.raises(LongtailError, match="probe.ood"):
         train(cfg)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_ood_probe_from_a_whole_pack_equals_its_source(idx_root: Path, tmp_path: Path) -> None:
+    """probe.ood=pack (a `pack --whole` of another dataset, for GPU machines) reads the same images."""
+    ood_root = _mnist(tmp_path / "ood")
+    pack = tmp_path / "ood.npz"
+    build_pack(DataConfig(dataset="mnist", root=str(ood_root), cache_dir=None), pack, whole=True)
+    common = ["probe.ood_per_class=4", "probe.long_tailed=false"]
+    cfg, data, model = _setup(idx_root, tmp_path, "probe.ood=mnist", f"probe.ood_root={ood_root}",
+                              *common)  # fmt: skip
+    cfg_pack = replace(cfg, probe=replace(cfg.probe, ood="pack", ood_root=str(pack)))
+    from_source = probe_run(model, data, cfg, CPU, None)["probe"]["ood"]
+    from_pack = probe_run(model, data, cfg_pack, CPU, None)["probe"]["ood"]
+    assert from_pack == from_source

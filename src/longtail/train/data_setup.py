@@ -84,6 +84,15 @@ def subset_fields(cfg: DataConfig) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in SUBSET_FIELDS}
 
 
+def is_source_pack(meta: dict[str, Any]) -> bool:
+    """Whether a pack holds its source's WHOLE training split in source order (``pack --whole``).
+
+    Such a pack stands in for the dataset itself: a run subsets it by its own ``data.*`` fields
+    and gets the same images as from the source, and the balanced probe can use all of it.
+    """
+    return bool(meta.get("subset", {}).get("whole"))
+
+
 def _pack_record(cfg: DataConfig, meta: dict[str, Any]) -> dict[str, Any]:
     """A pack's stored LT record, checked against the subset the recipe asks for."""
     stored = meta.get("subset", {})
@@ -157,10 +166,15 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
             f"train has {full.num_classes} classes but test has {test.num_classes}: both splits"
             " must hold the same class folders"
         )
-    if cfg.dataset == "pack":
+    if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         meta = read_pack_meta(cfg.root)
         record, train = _pack_record(cfg, meta), full
         mean, std = meta["mean"], meta["std"]  # of the source's full training split
+    elif cfg.dataset == "pack":  # the whole split in source order: subset it as the source
+        meta = read_pack_meta(cfg.root)
+        record = choose_indices(cfg, full.labels, full.num_classes)
+        train = full.subset(np.asarray(record["indices"], dtype=np.int64))
+        mean, std = meta["mean"], meta["std"]
     else:
         record = choose_indices(cfg, full.labels, full.num_classes)
         train = full.subset(np.asarray(record["indices"], dtype=np.int64))
@@ -192,7 +206,7 @@ def spread_indices(size: int, limit: int) -> np.ndarray:
 
 def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     """``{"dataset", "counts", "total"}`` of the training index a config builds (``longtail data``)."""
-    if cfg.dataset == "pack":
+    if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         record = _pack_record(cfg, read_pack_meta(cfg.root))
         return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
     full = load_arrays(cfg, "train")
@@ -227,7 +241,7 @@ def prepare_validation(
     cfg: DataConfig, record: dict[str, Any], device: torch.device, per_class: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(uint8 images [V, C, H, W], int64 labels [V], indices [V]) of :func:`validation_indices`."""
-    if cfg.dataset == "pack":
+    if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         raise LongtailError(
             "a data pack holds only the long-tailed subset, so it has no spare images for a"
             " validation split: run this on the original dataset (data.dataset, data.root)"

@@ -22,11 +22,22 @@ def _encoded(cfg: DataConfig, split: str, arrays: ImageArrays, indices: np.ndarr
     return [encode_png(arrays.images[i]) for i in indices]
 
 
-def build_pack(cfg: DataConfig, out: str | Path) -> dict[str, Any]:
-    """Write the pack for ``cfg`` to ``out``; return a summary (counts, sizes)."""
+def build_pack(cfg: DataConfig, out: str | Path, whole: bool = False) -> dict[str, Any]:
+    """Write the pack for ``cfg`` to ``out``; return a summary (counts, sizes).
+
+    ``whole``: the entire training split in source order instead of the config's subset; runs on
+    such a pack choose their own subset exactly as on the source (``is_source_pack``), and the
+    balanced probe can use every image.
+    """
     full = load_arrays(cfg, "train")
     test = load_arrays(cfg, "test")
-    record = choose_indices(cfg, full.labels, full.num_classes)
+    if whole:
+        indices = np.arange(len(full.labels))
+        counts = np.bincount(full.labels, minlength=full.num_classes).tolist()
+        record = {"dataset": cfg.dataset, "whole": True, "indices": indices.tolist(),
+                  "counts": counts, "total": len(indices)}  # fmt: skip
+    else:
+        record = choose_indices(cfg, full.labels, full.num_classes)
     train_idx = np.asarray(record["indices"], dtype=np.int64)
     test_idx = spread_indices(len(test.labels), cfg.test_limit or len(test.labels))
     mean, std = dataset_stats(full)
@@ -40,7 +51,7 @@ def build_pack(cfg: DataConfig, out: str | Path) -> dict[str, Any]:
         "mean": mean,
         "std": std,
         "lt_index": record,
-        "subset": subset_fields(cfg),
+        "subset": {"whole": True} if whole else subset_fields(cfg),
         "source": {"dataset": cfg.dataset, "root": str(cfg.root)},
     }
     write_pack(Path(out), splits, meta)

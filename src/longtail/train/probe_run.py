@@ -25,6 +25,7 @@ from torch import nn
 from longtail.config import Config
 from longtail.data.arrays import ImageArrays
 from longtail.data.loader import to_device_tensor
+from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.registry import load_split
 from longtail.errors import LongtailError
 from longtail.eval.groups import summarize
@@ -39,7 +40,7 @@ from longtail.eval.representation import (
     backbone_of,
     evaluate_representation,
 )
-from longtail.train.data_setup import PreparedData, input_transform, load_arrays
+from longtail.train.data_setup import PreparedData, input_transform, is_source_pack, load_arrays
 
 HEADLINE = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
 
@@ -63,8 +64,8 @@ def probe_run(
         backbone, data.test_images, batch_size=cfg.eval.batch_size, transform=transform
     )
     probes: dict[str, Any] = {}
-    if cfg.data.dataset == "pack":
-        probes["balanced"] = None  # a pack holds only the subset: no balanced probe set exists
+    if cfg.data.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.data.root)):
+        probes["balanced"] = None  # a subset pack: no balanced probe set exists
     else:
         probes["balanced"] = evaluate_representation(
             backbone,
@@ -149,6 +150,8 @@ def _ood_split(cfg: Config, split: str) -> ImageArrays:
     assert p.ood is not None
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
     try:
+        if p.ood == "pack":  # e.g. `longtail pack recipes/demo.yaml fmnist.npz --whole`
+            return read_pack(p.ood_root, split)
         return load_split(p.ood, p.ood_root, split, cache_dir=cache)
     except LongtailError as err:
         raise LongtailError(
