@@ -23,6 +23,7 @@ from longtail.models.resnet_cifar import (
     resnet56,
     resnet110,
 )
+from longtail.models.ssl_heads import SimSiamPredictor, SimSiamProjector
 from longtail.models.sync_bn import convert_sync_batchnorm
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "ProjectionHead",
     "ResNet",
     "ResNetCifar",
+    "SimSiamPredictor",
+    "SimSiamProjector",
     "build_classifier",
     "create_model",
     "list_models",

@@ -41,7 +41,7 @@ def sam_perturbation(
     ``p``'s shape per parameter, or ``None`` where ``p.grad`` is ``None``. All-zero gradients give
     zero perturbations. Pure: neither the parameters nor their gradients are changed.
     """
-    _check_radius(rho, eta)
+    check_radius(rho, eta)
     params = list(params)
     metric: list[Tensor | None] = []  # T_p, None for plain SAM (T = 1) or when p has no grad
     scaled: list[Tensor | None] = []  # T_p * g_p
@@ -116,7 +116,7 @@ def sam_step(
     unweighted loss. Both closures run their own forward pass. Parameters without a gradient after
     the first pass are not perturbed.
     """
-    _check_radius(rho, eta)
+    check_radius(rho, eta)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     optimizer.zero_grad(set_to_none=True)
     with torch.enable_grad():
@@ -143,7 +143,7 @@ def sam_step(
     return loss.detach()
 
 
-def _check_radius(rho: float, eta: float) -> None:
+def check_radius(rho: float, eta: float) -> None:
     if not (math.isfinite(rho) and rho > 0):
         raise LongtailError(
             f"sam rho must be > 0 and finite, got {rho}: set sam.rho to a positive radius "
