@@ -475,10 +475,10 @@ def validate(cfg: Config) -> None:
             raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
         if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
             raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
+    if cfg.strategy.name in SELF_SUPERVISED + ("supcon", "kcl"):
+        _validate_pretraining(cfg)
     if cfg.strategy.name in ("kcl", "moco"):
         _validate_kcl(cfg)
-    if cfg.strategy.name in SELF_SUPERVISED + ("supcon",):
-        _validate_pretraining(cfg)
     _validate_sam(cfg)
     _validate_probe(cfg)
     _validate_init(cfg)
@@ -497,12 +497,20 @@ def _validate_pretraining(cfg: Config) -> None:
     s = cfg.strategy
     if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
         raise LongtailError(
-            f"strategy.name={s.name} pre-trains on instance-sampled batches: set train.sampler=random"
-            " and drop train.resample_epoch"
+            f"strategy.name={s.name} pre-trains on instance-sampled batches: set"
+            " train.sampler=random and drop train.resample_epoch (class-balanced training of a"
+            " classifier is a second stage)"
         )
-    if s.temperature <= 0 or s.proj_dim < 1 or s.proj_hidden < 1 or s.pred_hidden < 1:
+    queue = s.name in ("kcl", "moco")  # their head may be linear: proj_hidden=0
+    if (
+        s.temperature <= 0
+        or s.proj_dim < 1
+        or s.proj_hidden < (0 if queue else 1)
+        or s.pred_hidden < 1
+    ):
         raise LongtailError(
-            "strategy.temperature must be > 0 and strategy.proj_hidden, proj_dim, pred_hidden >= 1"
+            "strategy.temperature must be > 0, strategy.proj_dim and pred_hidden >= 1 and"
+            " proj_hidden >= 1 (>= 0 for kcl and moco: 0 is a linear head)"
         )
     if s.proj_layers not in (2, 3):
         raise LongtailError(
@@ -563,11 +571,6 @@ def _validate_probe(cfg: Config) -> None:
 
 def _validate_kcl(cfg: Config) -> None:
     s = cfg.strategy
-    if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
-        raise LongtailError(
-            f"strategy.name={s.name} learns features from instance-sampled batches: set train.sampler=random"
-            " and drop train.resample_epoch (class-balanced re-training is stage 2)"
-        )
     if (s.name == "kcl" and s.k < 1) or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:
         raise LongtailError(
             "strategy.k must be >= 1, strategy.temperature > 0 and strategy.key_momentum in [0, 1]:"
@@ -577,10 +580,6 @@ def _validate_kcl(cfg: Config) -> None:
         raise LongtailError(
             f"strategy.queue_size={s.queue_size} is below train.batch_size={cfg.train.batch_size}:"
             " a queue must hold at least one batch of keys; raise it (e.g. 4096)"
-        )
-    if s.proj_hidden < 0 or s.proj_dim < 1:
-        raise LongtailError(
-            "strategy.proj_hidden must be >= 0 (0 = linear head) and strategy.proj_dim >= 1"
         )
 
 
