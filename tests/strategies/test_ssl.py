@@ -1,9 +1,8 @@
-"""SSL pre-training: the losses by hand, MoCo as KCL with k = 0, and tiny runs end to end."""
+"""SSL pre-training: the losses by hand, MoCo as KCL with k = 0 (end-to-end runs: test_ssl_runs.py)."""
 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -15,16 +14,12 @@ import torch.nn.functional as F
 
 from data.fixtures import write_idx
 from longtail.config import StrategyConfig, load_config
-from longtail.data.loader import DeviceLoader
-from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
-from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
+from longtail.strategies.ssl import ContrastiveNet, SimSiamNet
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import prepare_data
-from longtail.train.run_folder import RunFolder
-from longtail.train.trainer import resume, train
-from ssl_helpers import knn_by_hand, pooled_by_hand, ssl_run, top1_of
+from ssl_helpers import ssl_run
 
 CPU = torch.device("cpu")
 HEADS = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4, temperature=0.2)
@@ -221,138 +216,3 @@ def test_labels_matter_for_kcl_but_not_for_moco(
         step.generator.set_state(draw)
         losses.append(step.loss((views, y)).item())
     assert (losses[0] != losses[1]) == labels_matter, losses
-
-
-RUNS = {
-    "simsiam": ["strategy.name=simsiam"],
-    "simclr": ["strategy.name=simclr", "strategy.temperature=0.5"],
-    "supcon": ["strategy.name=supcon"],
-    "moco": ["strategy.name=moco", "strategy.queue_size=32", "strategy.temperature=0.2"],
-    "simsiam-rwsam-kde": [
-        "strategy.name=simsiam",
-        "sam.rho=0.5",
-        "sam.adaptive=true",
-        "sam.weights=kde",
-        "sam.refresh_every=1",
-    ],
-    "simsiam-rwsam-label": ["strategy.name=simsiam", "sam.rho=0.5", "sam.weights=label"],
-}
-
-
-@pytest.fixture(scope="module", params=list(RUNS))
-def ssl_run_dir(
-    request: pytest.FixtureRequest, idx_root: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, Path]:
-    out = tmp_path_factory.mktemp(request.param)
-    return request.param, train(
-        load_config(None, ssl_run(idx_root, out, "train.epochs=2", *RUNS[request.param]))
-    )
-
-
-def test_ssl_runs_end_with_probes(ssl_run_dir: tuple[str, Path]) -> None:
-    _, run = ssl_run_dir
-    final = json.loads((run / "final.json").read_text())
-    for key in ("probe_top1", "knn_top1"):
-        assert isinstance(final[key], float) and math.isfinite(final[key]), key
-    assert {"few_many_ratio", "slope", "cv"} <= final.keys()
-    assert final["ood_probe_top1"] is None
-    assert final["probe"]["balanced"]["train_size"] == 10 * 20  # probe.balanced_per_class=20
-    assert final["probe"]["long_tailed"]["train_size"] == sum(final["train_counts"])
-    assert final["probe_top1"] == final["probe"]["balanced"]["probe_top1"]
-    assert (run / "probe_per_class.png").is_file()
-
-
-def test_rwsam_weights_are_reported_each_epoch(ssl_run_dir: tuple[str, Path]) -> None:
-    name, run = ssl_run_dir
-    metrics = RunFolder(run).read_metrics()
-    assert [m["epoch"] for m in metrics] == [1, 2]
-    if name == "simsiam-rwsam-kde":  # ones until the first estimate, at epoch 1 (0-based)
-        assert metrics[0]["rw_weight_max"] == 1.0
-        assert metrics[0]["rw_weight_rare_frequent"] == 1.0
-        assert metrics[1]["rw_weight_max"] != 1.0
-        assert 1.0 < metrics[1]["rw_weight_max"] <= 10.0  # sam.max_weight
-    elif name == "simsiam-rwsam-label":
-        # w_i = n_{y_i}^-1 / mean: max N / (C n_min); tail/head mean = sum(head n) / sum(tail n)
-        counts = json.loads((run / "final.json").read_text())["train_counts"]
-        by_size = sorted(counts, reverse=True)
-        for m in metrics:
-            assert m["rw_weight_max"] == pytest.approx(sum(counts) / (10 * min(counts)), abs=1e-4)
-            ratio = sum(by_size[:3]) / sum(by_size[-3:])
-            assert m["rw_weight_rare_frequent"] == pytest.approx(ratio, abs=1e-4)
-            assert m["rw_weight_rare_frequent"] > 1
-    else:
-        assert not any("rw_weight_max" in m for m in metrics)
-
-
-def test_classifier_untouched_and_evaluation_is_knn(ssl_run_dir: tuple[str, Path]) -> None:
-    _, run = ssl_run_dir
-    folder = RunFolder(run)
-    cfg = folder.read_config()
-    state = folder.load_checkpoint()["model"]
-    data = prepare_data(cfg.data, CPU)
-    init = build_training(cfg, data, CPU).model.state_dict()  # the same seeded initialisation
-    for key in ("backbone.fc.weight", "backbone.fc.bias"):
-        assert torch.equal(state[key], init[key]), key
-    trained = [k for k in init if k.startswith("backbone.") and init[k].is_floating_point()]
-    assert any(not torch.equal(state[k], init[k]) for k in trained)  # the rest did learn
-    backbone = create_model("resnet20", num_classes=10, in_chans=1, width=0.25)
-    backbone.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("backbone.")})
-    bank = pooled_by_hand(backbone, data.train_images, data.mean, data.std)
-    queries = pooled_by_hand(backbone, data.test_images, data.mean, data.std)
-    k, tau = cfg.probe.knn_k, cfg.probe.knn_temperature
-    preds = knn_by_hand(bank, data.train_labels, queries, 10, k, tau)
-    final = json.loads((run / "final.json").read_text())
-    assert final["top1"] == pytest.approx(top1_of(preds, data.test_labels), abs=1e-9)
-
-
-@pytest.mark.parametrize(("epochs", "stop", "refresh"), [(2, 1, 1), (4, 3, 2)])
-def test_rwsam_kde_resume_is_exact(
-    idx_root: Path, tmp_path: Path, epochs: int, stop: int, refresh: int
-) -> None:
-    """(4, 3, 2): the weights estimated at epoch 2 come back from the checkpoint, not re-estimated."""
-    rw = ["strategy.name=simsiam", "sam.rho=0.5", "sam.weights=kde", f"sam.refresh_every={refresh}"]
-    straight = train(
-        load_config(None, ssl_run(idx_root, tmp_path / "a", f"train.epochs={epochs}", *rw))
-    )
-    half = train(load_config(None, ssl_run(idx_root, tmp_path / "b", f"train.epochs={stop}", *rw)))
-    resume(half, [f"train.epochs={epochs}"])
-    a, b = (RunFolder(r).load_checkpoint() for r in (straight, half))
-    assert a["model"].keys() == b["model"].keys()
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    values = [c["step"]["weights"]["values"] for c in (a, b)]
-    assert torch.equal(values[0], values[1]) and not bool((values[0] == 1).all())
-    rw_max = [[m["rw_weight_max"] for m in RunFolder(r).read_metrics()] for r in (straight, half)]
-    assert rw_max[0] == rw_max[1] and len(rw_max[0]) == epochs
-
-
-def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_path: Path) -> None:
-    for name, net_type in (
-        ("simsiam", SimSiamNet),
-        ("simclr", ContrastiveNet),
-        ("supcon", ContrastiveNet),
-    ):
-        parts = _parts(idx_root, tmp_path, f"strategy.name={name}")
-        assert isinstance(parts.model, net_type) and isinstance(parts.step, PretrainStep)
-        assert isinstance(parts.loader, DeviceLoader)
-        batch: Any = next(iter(parts.loader))
-        views, labels, indices = batch  # with the positions rwSAM's weights are read at
-        assert len(views) == 2 and views[0].shape == views[1].shape
-        assert torch.equal(parts.loader.labels[indices], labels)
-        assert getattr(parts.model, "use_labels", False) == (name == "supcon")
-
-
-@pytest.mark.parametrize(
-    ("extra", "match"),
-    [
-        (["strategy.name=simsiam", "strategy.proj_layers=4"], "proj_layers=4"),
-        (["strategy.name=simclr", "strategy.temperature=0"], "temperature must be > 0"),
-        (["strategy.name=supcon", "train.sampler=class_balanced"], "train.sampler=random"),
-        (["strategy.name=simsiam", "strategy.pred_hidden=0"], "pred_hidden >= 1"),
-    ],
-)
-def test_bad_pretraining_settings_are_one_line(
-    idx_root: Path, tmp_path: Path, extra: list[str], match: str
-) -> None:
-    with pytest.raises(LongtailError, match=match) as err:
-        load_config(None, ssl_run(idx_root, tmp_path, *extra))
-    assert "\n" not in str(err.value)
