@@ -7,7 +7,8 @@ pooled features (the classifier and any projection head are dropped) are probed 
   ``probe.balanced_per_class``): Kang et al.'s and Liu et al.'s protocol. Its per-class accuracy,
   grouped by each class's count in the PRE-TRAINING subset, gives the balancedness numbers;
 * ``long_tailed``: the run's own long-tailed subset (``probe.long_tailed``);
-* ``ood``: another dataset (``probe.ood``), resized to the training images' size and channels.
+* ``ood``: another dataset (``probe.ood``), resized to the training images' size and channels
+  and normalised with the pre-training data's mean and std, as the backbone expects.
 
 Each reports linear-probe and kNN top-1 on the matching test split. The backbone is checked to be
 bit-identical afterwards (parameters and BatchNorm statistics).
