@@ -495,6 +495,11 @@ SELF_SUPERVISED = ("simsiam", "simclr", "moco")  # strategies that never read a 
 
 def _validate_pretraining(cfg: Config) -> None:
     s = cfg.strategy
+    if cfg.train.compile:
+        raise LongtailError(
+            f"train.compile is not wired for strategy.name={s.name} (supervised and hybrid steps"
+            " only): set train.compile=false"
+        )
     if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
         raise LongtailError(
             f"strategy.name={s.name} pre-trains on instance-sampled batches: set"

@@ -163,6 +163,8 @@ def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_pa
         (["strategy.name=simclr", "strategy.temperature=0"], "temperature must be > 0"),
         (["strategy.name=supcon", "train.sampler=class_balanced"], "train.sampler=random"),
         (["strategy.name=simsiam", "strategy.pred_hidden=0"], "pred_hidden >= 1"),
+        (["strategy.name=moco", "train.compile=true"], "train.compile=false"),
+        (["strategy.name=kcl", "strategy.proj_hidden=-1"], "proj_hidden >= 1"),
     ],
 )
 def test_bad_pretraining_settings_are_one_line(
