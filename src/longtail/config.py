@@ -475,7 +475,7 @@ def validate(cfg: Config) -> None:
             raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
         if not 0 <= cfg.strategy.fixed_alpha <= 1 or cfg.strategy.temperature <= 0:
             raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
-    if cfg.strategy.name in SELF_SUPERVISED + ("supcon", "kcl"):
+    if cfg.strategy.name in REPRESENTATION:
         _validate_pretraining(cfg)
     if cfg.strategy.name in ("kcl", "moco"):
         _validate_kcl(cfg)
@@ -490,7 +490,9 @@ def validate(cfg: Config) -> None:
         )
 
 
-SELF_SUPERVISED = ("simsiam", "simclr", "moco")  # strategies that never read a label
+SELF_SUPERVISED = ("simsiam", "simclr", "moco")  # labels have no effect on what they learn
+# strategies that learn a representation only: their classifier is never trained
+REPRESENTATION = (*SELF_SUPERVISED, "supcon", "kcl")
 
 
 def _validate_pretraining(cfg: Config) -> None:

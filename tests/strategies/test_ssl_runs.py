@@ -87,12 +87,13 @@ def test_rwsam_weights_are_reported_each_epoch(ssl_run_dir: tuple[str, Path]) ->
         assert metrics[1]["rw_weight_max"] != 1.0
         assert 1.0 < metrics[1]["rw_weight_max"] <= 10.0  # sam.max_weight
     elif name == "simsiam-rwsam-label":
-        # w_i = n_{y_i}^-1 / mean: max N / (C n_min); tail/head mean = sum(head n) / sum(tail n)
+        # w_i = n_{y_i}^-1 / mean: max N / (C n_min); the tail/head ratio of the per-class mean
+        # weights is mean(1 / n) over the 3 rarest classes over that of the 3 most frequent
         counts = json.loads((run / "final.json").read_text())["train_counts"]
         by_size = sorted(counts, reverse=True)
         for m in metrics:
             assert m["rw_weight_max"] == pytest.approx(sum(counts) / (10 * min(counts)), abs=1e-4)
-            ratio = sum(by_size[:3]) / sum(by_size[-3:])
+            ratio = sum(1 / n for n in by_size[-3:]) / sum(1 / n for n in by_size[:3])
             assert m["rw_weight_rare_frequent"] == pytest.approx(ratio, abs=1e-4)
             assert m["rw_weight_rare_frequent"] > 1
     else:

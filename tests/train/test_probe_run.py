@@ -147,14 +147,13 @@ def test_pack_has_no_balanced_probe_set(idx_root: Path, tmp_path: Path, long_tai
     )  # fmt: skip
     record = probe_run(model, data, cfg, CPU, tmp_path / "probe.png")
     assert record["probe"]["balanced"] is None
-    if long_tailed:  # the headline falls back to the long-tailed probe
+    assert all(record[key] is None for key in HEADLINE)  # never the long-tailed probe's numbers
+    if long_tailed:  # the long-tailed probe is still reported (and plotted) under its own name
         lt = record["probe"]["long_tailed"]
-        assert lt["train_size"] == sum(data.train_counts)
-        assert all(record[key] == lt[key] for key in HEADLINE)
-        assert record["probe_top1"] is not None and (tmp_path / "probe.png").is_file()
+        assert lt["train_size"] == sum(data.train_counts) and lt["probe_top1"] is not None
+        assert (tmp_path / "probe.png").is_file()
     else:
         assert "long_tailed" not in record["probe"]
-        assert all(record[key] is None for key in HEADLINE)
         assert not (tmp_path / "probe.png").exists()
 
 

@@ -34,15 +34,20 @@ def _as_float64(values: Tensor | Sequence[float | None]) -> Tensor:
     return torch.tensor([math.nan if v is None else float(v) for v in values], dtype=torch.float64)
 
 
-def few_many_ratio(per_class_acc: Tensor, pretrain_counts: Sequence[int]) -> float | None:
-    """Few / many (C > 20) or tail / head (C <= 20) mean accuracy; ``per_class_acc`` ``[C]``."""
+def few_many_ratio(
+    per_class_acc: Tensor,
+    pretrain_counts: Sequence[int],
+    many_threshold: int = 100,
+    few_threshold: int = 20,
+) -> float | None:
+    """Few / many (C > 20) or tail / head (C <= 20) mean of ``per_class_acc`` ``[C]``."""
     ranks = rank_groups(pretrain_counts)
     if ranks is not None:
         low, high = "tail", "head"
         groups = ranks
     else:
         low, high = "few", "many"
-        groups = shot_groups(pretrain_counts)
+        groups = shot_groups(pretrain_counts, many_threshold, few_threshold)
     means = group_means(per_class_acc, {low: groups[low], high: groups[high]})
     rare, frequent = means[low], means[high]
     if rare is None or frequent is None or frequent == 0:
@@ -79,13 +84,17 @@ def coefficient_of_variation(per_class_acc: Tensor) -> float:
 
 
 def balancedness(
-    per_class_acc: Tensor | Sequence[float | None], pretrain_counts: Sequence[int]
+    per_class_acc: Tensor | Sequence[float | None],
+    pretrain_counts: Sequence[int],
+    many_threshold: int = 100,
+    few_threshold: int = 20,
 ) -> dict[str, float | None]:
     """``{"few_many_ratio", "slope", "cv"}`` (see the module docstring for the definitions).
 
     Args:
         per_class_acc: ``[C]`` linear-probe accuracy in percent; NaN or ``None`` for absent classes.
         pretrain_counts: length C, images of each class in the representation's pre-training set.
+        many_threshold, few_threshold: the many / few class groups (``eval.*_threshold``).
     """
     acc = _as_float64(per_class_acc)
     counts = [int(n) for n in pretrain_counts]
@@ -95,7 +104,7 @@ def balancedness(
             "pre-training counts: pass one accuracy and one count per class"
         )
     return {
-        "few_many_ratio": few_many_ratio(acc, counts),
+        "few_many_ratio": few_many_ratio(acc, counts, many_threshold, few_threshold),
         "slope": slope(acc, counts),
         "cv": coefficient_of_variation(acc),
     }

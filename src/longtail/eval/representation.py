@@ -35,6 +35,8 @@ class ProbeSettings:
     weight_decay: float = 1e-4
     knn_k: int = 200
     knn_temperature: float = 0.1
+    many_threshold: int = 100  # class groups by pre-training count (eval.many_threshold)
+    few_threshold: int = 20
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
@@ -98,9 +100,11 @@ def evaluate_representation(
         "per_class_acc": [None if v != v else round(float(v), 4) for v in per_class.tolist()],
     }
     if pretrain_counts is not None:
-        record.update(balancedness(per_class, pretrain_counts))
+        thresholds = (settings.many_threshold, settings.few_threshold)
+        record.update(balancedness(per_class, pretrain_counts, *thresholds))
         cm = confusion_matrix(result["preds"], probe.test_labels.long(), probe.num_classes)
-        groups = summarize(cm, pretrain_counts)
+        groups = summarize(cm, pretrain_counts, many_threshold=thresholds[0],
+                           few_threshold=thresholds[1])  # fmt: skip
         record["groups"] = {
             key: groups[key]
             for key in ("many", "medium", "few", "head", "middle", "tail")

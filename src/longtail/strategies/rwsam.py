@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail.config import SamConfig
-from longtail.eval.groups import rank_groups, shot_groups
+from longtail.eval.balancedness import few_many_ratio
 from longtail.eval.probe import extract_features
 from longtail.optim.sample_weights import kde_weights, label_weights
 
@@ -41,10 +41,12 @@ class ExampleWeights:
         backbone: nn.Module,
         transform: Callable[[Tensor], Tensor],
         batch_size: int,
+        thresholds: tuple[int, int] = (100, 20),  # many / few, for the summary's groups
     ) -> None:
         self.cfg, self.images, self.labels = cfg, images, labels
         self.counts = [int(n) for n in class_counts]
         self.backbone, self.transform, self.batch_size = backbone, transform, batch_size
+        self.thresholds = thresholds
         if cfg.weights == "label":
             self.values = label_weights(labels, self.counts, cfg.power).float()
         else:
@@ -74,22 +76,14 @@ class ExampleWeights:
 
     def summary(self) -> dict[str, float]:
         """For metrics.jsonl: the largest weight, and the mean weight of the rarest classes over
-        that of the most frequent ones (tail/head by rank for <= 20 classes, else few/many) — the
-        labels are read for this report only, never by the kde weights."""
-        ranks = rank_groups(self.counts)
-        groups = ranks if ranks is not None else shot_groups(self.counts)
-        rare, frequent = ("tail", "head") if ranks is not None else ("few", "many")
-
-        def mean_of(classes: list[int]) -> float | None:
-            if not classes:
-                return None
-            mask = torch.isin(self.labels, torch.tensor(classes, device=self.labels.device))
-            return float(self.values[mask].mean()) if bool(mask.any()) else None
-
-        low, high = mean_of(groups[rare]), mean_of(groups[frequent])
+        that of the most frequent ones (the groups of :func:`longtail.eval.balancedness.few_many_ratio`)
+        — labels are read for this report only, never by the kde weights."""
+        per_class = torch.bincount(self.labels, self.values.double(), len(self.counts))
+        per_class = per_class / torch.tensor(self.counts, dtype=torch.float64).clamp_min(1)
         record = {"rw_weight_max": round(float(self.values.max()), 4)}
-        if low is not None and high:
-            record["rw_weight_rare_frequent"] = round(low / high, 4)
+        ratio = few_many_ratio(per_class.cpu(), self.counts, *self.thresholds)
+        if ratio is not None:
+            record["rw_weight_rare_frequent"] = round(ratio, 4)
         return record
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from longtail.config import Config
+from longtail.config import REPRESENTATION, Config
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader
 from longtail.data.samplers import IndexSampler
@@ -28,9 +28,6 @@ from longtail.train.data_setup import PreparedData, input_transform
 from longtail.train.objective import Objective
 from longtail.train.probe_run import knn_summary
 from longtail.train.step import SupervisedStep
-
-# strategies that learn a representation only (their classifier is never trained)
-REPRESENTATION = ("kcl", "moco", "simsiam", "simclr", "supcon")
 
 
 def augment_spec(cfg: Config) -> AugmentSpec:
@@ -209,6 +206,7 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             model.backbone,
             input_transform(cfg.train.channels_last, data, device),
             cfg.eval.batch_size,
+            (cfg.eval.many_threshold, cfg.eval.few_threshold),
         )
         step = PretrainStep(
             model, optimizer, cfg.sam, weights, device, amp, cfg.train.channels_last

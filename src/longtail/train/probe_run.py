@@ -60,13 +60,16 @@ def probe_run(
         weight_decay=p.weight_decay,
         knn_k=p.knn_k,
         knn_temperature=p.knn_temperature,
+        many_threshold=cfg.eval.many_threshold,
+        few_threshold=cfg.eval.few_threshold,
     )
     test_feats = extract_features(
         backbone, data.test_images, batch_size=cfg.eval.batch_size, transform=transform
     )
     probes: dict[str, Any] = {}
     if cfg.data.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.data.root)):
-        probes["balanced"] = None  # a subset pack: no balanced probe set exists
+        # a subset pack has no balanced probe set: the headline keys stay null (pack --whole has one)
+        probes["balanced"] = None
     else:
         probes["balanced"] = evaluate_representation(
             backbone,
@@ -88,16 +91,18 @@ def probe_run(
             backbone, _ood_set(cfg, data, device), transform=transform, settings=settings
         )
     assert_unchanged(backbone, before)
-    headline = probes["balanced"] or probes.get("long_tailed") or {}
+    headline = probes["balanced"] or {}  # never silently the long-tailed probe
     record: dict[str, Any] = {"probe": probes}
     record.update({key: headline.get(key) for key in HEADLINE})
     record["ood_probe_top1"] = probes["ood"]["probe_top1"] if "ood" in probes else None
-    if plot is not None and headline:
+    shown = probes["balanced"] or probes.get("long_tailed")
+    if plot is not None and shown:
+        which = "balanced" if probes["balanced"] else "long-tailed"
         plot_per_class_accuracy(
-            headline["per_class_acc"],
+            shown["per_class_acc"],
             data.train_counts,
             plot,
-            title=f"{cfg.name}: linear probe {headline['probe_top1']:.2f}% (frozen features)",
+            title=f"{cfg.name}: {which} linear probe {shown['probe_top1']:.2f}% (frozen features)",
             class_names=data.classes,
             many_threshold=cfg.eval.many_threshold,
             few_threshold=cfg.eval.few_threshold,
@@ -140,7 +145,8 @@ def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> Prob
 
 
 def check_probe_data(cfg: Config) -> None:
-    """Read (and cache) the OOD probe's splits now, so a bad ``probe.ood_root`` stops a run early."""
+    """Read the OOD probe's splits now (cached with ``data.cache_dir``), so a bad
+    ``probe.ood_root`` stops a run before it trains."""
     if cfg.probe.enabled and cfg.probe.ood is not None:
         for split in ("train", "test"):
             _ood_split(cfg, split)
