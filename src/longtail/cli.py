@@ -5,7 +5,7 @@
     longtail eval RUN_DIR [key=value ...]           re-evaluate a run's checkpoint; prints JSON
     longtail taunorm RUN_DIR [key=value ...]        tau-norm: pick tau on a validation split; taunorm.json
     longtail data RECIPE.yaml [key=value ...]       the training index's per-class counts, one JSON line
-    longtail pack RECIPE.yaml OUT.npz [--whole]     the LT subset (or whole split) + test, encoded
+    longtail pack RECIPE.yaml OUT.npz [--whole] [key=value ...]  LT subset (or whole split) + test
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
     longtail study SPEC.yaml [key=value ...]        train (or reuse) a study's runs; results + table + plot
 

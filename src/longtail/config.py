@@ -495,6 +495,13 @@ SELF_SUPERVISED = ("simsiam", "simclr", "moco")  # labels have no effect on what
 REPRESENTATION = (*SELF_SUPERVISED, "supcon", "kcl")
 
 
+def _require(*checks: tuple[str, Any, bool, str]) -> None:
+    """``(key, value, ok, rule)`` each: the first failing check as one line naming its key."""
+    for key, value, ok, rule in checks:
+        if not ok:
+            raise LongtailError(f"{key}={value} must be {rule}: fix the recipe or override")
+
+
 def _validate_pretraining(cfg: Config) -> None:
     s = cfg.strategy
     if cfg.train.compile:
@@ -509,15 +516,21 @@ def _validate_pretraining(cfg: Config) -> None:
             " classifier is a second stage)"
         )
     queue = s.name in ("kcl", "moco")  # their head may be linear: proj_hidden=0
+    _require(
+        ("strategy.temperature", s.temperature, s.temperature > 0, "> 0"),
+        ("strategy.proj_dim", s.proj_dim, s.proj_dim >= 1, ">= 1"),
+        ("strategy.proj_hidden", s.proj_hidden, s.proj_hidden >= int(not queue),
+         ">= 0 (0: a linear head)" if queue else ">= 1"),
+        ("strategy.pred_hidden", s.pred_hidden, s.pred_hidden >= 1, ">= 1"),
+    )  # fmt: skip
     if (
-        s.temperature <= 0
-        or s.proj_dim < 1
-        or s.proj_hidden < (0 if queue else 1)
-        or s.pred_hidden < 1
+        cfg.loss != LossConfig()
+        or cfg.eval.tau_norm is not None
+        or cfg.eval.posthoc_tau is not None
     ):
         raise LongtailError(
-            "strategy.temperature must be > 0, strategy.proj_dim and pred_hidden >= 1 and"
-            " proj_hidden >= 1 (>= 0 for kcl and moco: 0 is a linear head)"
+            f"strategy.name={s.name} trains no classifier, so loss.*, eval.tau_norm and"
+            " eval.posthoc_tau have no effect: drop them (a classifier is a second stage)"
         )
     if s.proj_layers not in (2, 3):
         raise LongtailError(
@@ -527,8 +540,14 @@ def _validate_pretraining(cfg: Config) -> None:
 
 def _validate_sam(cfg: Config) -> None:
     sam = cfg.sam
-    if sam.rho < 0 or sam.eta < 0 or sam.power < 0:
-        raise LongtailError("sam.rho, sam.eta and sam.power must be >= 0 (sam.rho=0 turns SAM off)")
+    _require(
+        ("sam.rho", sam.rho, sam.rho >= 0, ">= 0 (0 turns SAM off)"),
+        ("sam.eta", sam.eta, sam.eta >= 0, ">= 0"),
+        ("sam.power", sam.power, sam.power >= 0, ">= 0"),
+        ("sam.refresh_every", sam.refresh_every, sam.refresh_every >= 1, ">= 1"),
+        ("sam.neighbors", sam.neighbors, sam.neighbors >= 1, ">= 1"),
+        ("sam.max_weight", sam.max_weight, sam.max_weight >= 1, ">= 1"),
+    )
     if sam.rho == 0 and (sam.weights != "none" or sam.adaptive):
         raise LongtailError(
             f"sam.weights={sam.weights} / sam.adaptive need a perturbation: set sam.rho > 0"
@@ -543,10 +562,6 @@ def _validate_sam(cfg: Config) -> None:
         raise LongtailError(
             f"sam.weights={sam.weights} re-weights a pre-training loss: use it with strategy.name"
             " simsiam, simclr or supcon, or set sam.weights=none for plain SAM"
-        )
-    if sam.refresh_every < 1 or sam.neighbors < 1 or sam.max_weight < 1:
-        raise LongtailError(
-            "sam.refresh_every and sam.neighbors must be >= 1 and sam.max_weight >= 1"
         )
     if sam.bandwidth is not None and sam.bandwidth <= 0:
         raise LongtailError(f"sam.bandwidth must be > 0 or null (got {sam.bandwidth})")
@@ -564,11 +579,12 @@ def _validate_probe(cfg: Config) -> None:
     ):
         if value is not None and value < 1:
             raise LongtailError(f"{key} must be >= 1 or null (got {value})")
-    if p.knn_k < 1 or p.knn_temperature <= 0 or p.iterations < 1 or p.weight_decay < 0:
-        raise LongtailError(
-            "probe.knn_k and probe.iterations must be >= 1, probe.knn_temperature > 0 and"
-            " probe.weight_decay >= 0"
-        )
+    _require(
+        ("probe.knn_k", p.knn_k, p.knn_k >= 1, ">= 1"),
+        ("probe.knn_temperature", p.knn_temperature, p.knn_temperature > 0, "> 0"),
+        ("probe.iterations", p.iterations, p.iterations >= 1, ">= 1"),
+        ("probe.weight_decay", p.weight_decay, p.weight_decay >= 0, ">= 0"),
+    )
     if p.ood is not None and p.ood not in OOD_DATASETS:
         raise LongtailError(
             f"probe.ood={p.ood!r} is not one of {', '.join(OOD_DATASETS)}: pick one (its data at"
@@ -578,11 +594,10 @@ def _validate_probe(cfg: Config) -> None:
 
 def _validate_kcl(cfg: Config) -> None:
     s = cfg.strategy
-    if (s.name == "kcl" and s.k < 1) or s.temperature <= 0 or not 0 <= s.key_momentum <= 1:
-        raise LongtailError(
-            "strategy.k must be >= 1, strategy.temperature > 0 and strategy.key_momentum in [0, 1]:"
-            " KCL uses k=6, temperature=0.07, key_momentum=0.999"
-        )
+    _require(
+        ("strategy.k", s.k, s.name != "kcl" or s.k >= 1, ">= 1 (KCL: 6)"),
+        ("strategy.key_momentum", s.key_momentum, 0 <= s.key_momentum <= 1, "in [0, 1] (0.999)"),
+    )
     if s.queue_size < cfg.train.batch_size:
         raise LongtailError(
             f"strategy.queue_size={s.queue_size} is below train.batch_size={cfg.train.batch_size}:"

@@ -202,7 +202,7 @@ def test_crt_from_a_kcl_run_keeps_its_backbone(
     [
         (["strategy.queue_size=8"], "queue_size=8 is below"),
         (["train.sampler=class_balanced"], "train.sampler=random"),
-        (["strategy.k=0"], "strategy.k must be"),
+        (["strategy.k=0"], "strategy.k=0 must be"),
     ],
 )
 def test_bad_kcl_settings_are_one_line(

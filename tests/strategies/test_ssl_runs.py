@@ -161,11 +161,16 @@ def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_pa
     ("extra", "match"),
     [
         (["strategy.name=simsiam", "strategy.proj_layers=4"], "proj_layers=4"),
-        (["strategy.name=simclr", "strategy.temperature=0"], "temperature must be > 0"),
+        (["strategy.name=simclr", "strategy.temperature=0"], r"strategy.temperature=0(\.0)? must be > 0"),
         (["strategy.name=supcon", "train.sampler=class_balanced"], "train.sampler=random"),
-        (["strategy.name=simsiam", "strategy.pred_hidden=0"], "pred_hidden >= 1"),
+        (
+            ["strategy.name=simsiam", "strategy.pred_hidden=0"],
+            "strategy.pred_hidden=0 must be >= 1",
+        ),
         (["strategy.name=moco", "train.compile=true"], "train.compile=false"),
-        (["strategy.name=kcl", "strategy.proj_hidden=-1"], "proj_hidden >= 1"),
+        (["strategy.name=kcl", "strategy.proj_hidden=-1"], "proj_hidden=-1 must be >= 0"),
+        (["strategy.name=simclr", "loss.name=focal"], "trains no classifier"),
+        (["strategy.name=simsiam", "eval.tau_norm=1.0"], "trains no classifier"),
     ],
 )
 def test_bad_pretraining_settings_are_one_line(

@@ -52,6 +52,10 @@ class Backbone(nn.Module, abc.ABC):
         pooled = self.global_pool(x).flatten(1)
         return pooled if pre_logits else self.fc(pooled)
 
+    def forward_pooled(self, x: Tensor) -> Tensor:
+        """``[B, C_in, H, W]`` -> pooled features ``[B, num_features]``: the representation."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W]`` -> logits ``[B, num_classes]`` (pooled features when it is 0)."""
         return self.forward_head(self.forward_features(x))

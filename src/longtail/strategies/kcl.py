@@ -81,8 +81,7 @@ class _Encoder(nn.Module):
         self.backbone, self.projector = backbone, projector
 
     def forward(self, x: Tensor) -> Tensor:
-        b = self.backbone
-        pooled = b.forward_head(b.forward_features(x), pre_logits=True)  # type: ignore[operator]
+        pooled = self.backbone.forward_pooled(x)  # type: ignore[operator]
         return self.projector(pooled)  # type: ignore[no-any-return]
 
 

@@ -38,12 +38,6 @@ from longtail.strategies.rwsam import ExampleWeights
 from longtail.train import runtime
 
 
-def pooled(backbone: nn.Module, x: Tensor) -> Tensor:
-    """The backbone's pooled features ``[B, F]`` (the representation probes evaluate)."""
-    b: Any = backbone
-    return b.forward_head(b.forward_features(x), pre_logits=True)  # type: ignore[no-any-return]
-
-
 class SimSiamNet(nn.Module):
     """Backbone + SimSiam projector (``proj_layers`` deep, ``proj_hidden`` wide, ``proj_dim`` out)
     + predictor (``proj_dim -> pred_hidden -> proj_dim``). ``forward`` is the backbone's own."""
@@ -61,7 +55,7 @@ class SimSiamNet(nn.Module):
 
     def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
         """SimSiam's symmetrised loss of two views ``[B, C, H, W]``; ``weights`` [B] or None."""
-        z1, z2 = (self.projector(pooled(self.backbone, v)) for v in views)
+        z1, z2 = (self.projector(self.backbone.forward_pooled(v)) for v in views)  # type: ignore[operator]
         p1, p2 = self.predictor(z1), self.predictor(z2)
         return self.criterion(p1.float(), p2.float(), z1.float(), z2.float(), weights=weights)  # type: ignore[no-any-return]
 
@@ -84,7 +78,7 @@ class ContrastiveNet(nn.Module):
     def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
         """L_out over the 2B projections (view-major); per-anchor weights repeat ``weights`` [B]."""
         b = labels.shape[0]
-        z = self.projector(pooled(self.backbone, torch.cat(views))).float()
+        z = self.projector(self.backbone.forward_pooled(torch.cat(views))).float()  # type: ignore[operator]
         ids = labels if self.use_labels else torch.arange(b, device=labels.device)
         anchor_weights = None if weights is None else weights.repeat(len(views))
         return self.criterion(z, ids.repeat(len(views)), anchor_weights=anchor_weights)  # type: ignore[no-any-return]
