@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.config import load_config
+from longtail.train.build import TrainingParts, build_training
+from longtail.train.data_setup import prepare_data
 from tiny_runs import tiny_run
 
 # Small heads and probes: SSL runs of 2 epochs x 2 steps finish in about a second on one core.
@@ -27,6 +30,13 @@ SSL_TINY = [
     "schedule.warmup_epochs=0",  # a planned length a resumed run shares
     "train.max_steps_per_epoch=2",
 ]
+
+
+def ssl_parts(idx_root: Path, out: Path, *extra: str) -> TrainingParts:
+    """The built parts (model, loader, step) of a tiny SSL run, without training it."""
+    cut = "train.max_steps_per_epoch=5"  # room for 3 steps that fill a queue, and one more
+    cfg = load_config(None, ssl_run(idx_root, out, "train.channels_last=false", cut, *extra))
+    return build_training(cfg, prepare_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
 
 
 def ssl_run(idx_root: Path, out: Path, *extra: str) -> list[str]:

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.fixtures import write_idx
 from longtail.cli import main
 from longtail.config import load_config
 from longtail.data.augment import normalize
@@ -71,13 +70,6 @@ def test_validation_indices_are_balanced_disjoint_and_seeded() -> None:
     assert np.bincount(labels[validation_indices(labels, used, 3, 2, 0)]).tolist() == [2, 2, 2]
     with pytest.raises(LongtailError, match="class 1 has no training images outside"):
         validation_indices(labels, np.arange(10, 18), 3, per_class=5, seed=0)
-
-
-@pytest.fixture(scope="module")
-def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("decoupling")
-    write_idx(root, n_train_per_class=40, n_test_per_class=3, size=16)
-    return root
 
 
 def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:

@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.fixtures import write_idx
 from longtail.config import StrategyConfig, load_config
 from longtail.errors import LongtailError
 from longtail.models import create_model
@@ -131,13 +130,6 @@ def test_key_encoder_and_queue_are_in_the_state_dict() -> None:
     cfg = StrategyConfig(proj_hidden=0, proj_dim=8)
     linear = KCLNet(create_model("resnet20", num_classes=3, in_chans=1, width=0.25), cfg)
     assert isinstance(linear.projector, torch.nn.Linear)  # BalFeat's default head
-
-
-@pytest.fixture(scope="module")
-def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("kcl")
-    write_idx(root, n_train_per_class=40, n_test_per_class=3, size=16)
-    return root
 
 
 def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:

@@ -12,14 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.fixtures import write_idx
-from longtail.config import StrategyConfig, load_config
+from longtail.config import StrategyConfig
 from longtail.models import create_model
 from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
 from longtail.strategies.ssl import ContrastiveNet, SimSiamNet
-from longtail.train.build import TrainingParts, build_training
-from longtail.train.data_setup import prepare_data
-from ssl_helpers import ssl_run
+from longtail.train.build import TrainingParts
+from ssl_helpers import ssl_parts
 
 CPU = torch.device("cpu")
 HEADS = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4, temperature=0.2)
@@ -156,19 +154,6 @@ def test_kcl_queue_loss_with_k0_is_infonce() -> None:
     assert got.item() == pytest.approx(math.log(10), rel=1e-6)
 
 
-@pytest.fixture(scope="module")
-def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ssl")
-    write_idx(root, n_train_per_class=40, n_test_per_class=3, size=16)
-    return root
-
-
-def _parts(idx_root: Path, out: Path, *extra: str) -> TrainingParts:
-    cut = "train.max_steps_per_epoch=5"  # room for 3 steps that fill the queue, and one more
-    cfg = load_config(None, ssl_run(idx_root, out, "train.channels_last=false", cut, *extra))
-    return build_training(cfg, prepare_data(cfg.data, CPU), CPU)
-
-
 MOCO = ["strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"]
 KCL = ["strategy.name=kcl", "strategy.queue_size=48", "strategy.temperature=0.2", "strategy.k=2"]
 
@@ -182,7 +167,7 @@ def _fill_queue(parts: TrainingParts, steps: int) -> tuple[list[torch.Tensor], t
 
 
 def test_moco_step_is_infonce_over_own_key_and_queue(idx_root: Path, tmp_path: Path) -> None:
-    parts = _parts(idx_root, tmp_path, *MOCO, "strategy.key_momentum=0.9")
+    parts = ssl_parts(idx_root, tmp_path, *MOCO, "strategy.key_momentum=0.9")
     step, net = parts.step, parts.model
     assert isinstance(step, KCLStep) and isinstance(net, KCLNet)
     assert step.cfg.k == 0  # built as KCL with no sampled positives (the config keeps k=6)
@@ -205,7 +190,7 @@ def test_moco_step_is_infonce_over_own_key_and_queue(idx_root: Path, tmp_path: P
 def test_labels_matter_for_kcl_but_not_for_moco(
     idx_root: Path, tmp_path: Path, strategy: list[str], labels_matter: bool
 ) -> None:
-    parts = _parts(idx_root, tmp_path, *strategy)
+    parts = ssl_parts(idx_root, tmp_path, *strategy)
     step, net = parts.step, parts.model
     assert isinstance(step, KCLStep)
     views, labels = _fill_queue(parts, 3)

@@ -10,32 +10,18 @@ from typing import Any
 import pytest
 import torch
 
-from data.fixtures import write_idx
 from longtail.config import load_config
 from longtail.data.loader import DeviceLoader
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
-from longtail.train.build import TrainingParts, build_training
+from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.run_folder import RunFolder
 from longtail.train.trainer import resume, train
-from ssl_helpers import knn_by_hand, pooled_by_hand, ssl_run, top1_of
+from ssl_helpers import knn_by_hand, pooled_by_hand, ssl_parts, ssl_run, top1_of
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ssl_runs")
-    write_idx(root, n_train_per_class=40, n_test_per_class=3, size=16)
-    return root
-
-
-def _parts(idx_root: Path, out: Path, *extra: str) -> TrainingParts:
-    cut = "train.max_steps_per_epoch=5"  # room for 3 steps that fill the queue, and one more
-    cfg = load_config(None, ssl_run(idx_root, out, "train.channels_last=false", cut, *extra))
-    return build_training(cfg, prepare_data(cfg.data, CPU), CPU)
 
 
 RUNS = {
@@ -147,7 +133,7 @@ def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_pa
         ("simclr", ContrastiveNet),
         ("supcon", ContrastiveNet),
     ):
-        parts = _parts(idx_root, tmp_path, f"strategy.name={name}")
+        parts = ssl_parts(idx_root, tmp_path, f"strategy.name={name}")
         assert isinstance(parts.model, net_type) and isinstance(parts.step, PretrainStep)
         assert isinstance(parts.loader, DeviceLoader)
         batch: Any = next(iter(parts.loader))
@@ -161,7 +147,10 @@ def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_pa
     ("extra", "match"),
     [
         (["strategy.name=simsiam", "strategy.proj_layers=4"], "proj_layers=4"),
-        (["strategy.name=simclr", "strategy.temperature=0"], r"strategy.temperature=0(\.0)? must be > 0"),
+        (
+            ["strategy.name=simclr", "strategy.temperature=0"],
+            r"strategy.temperature=0(\.0)? must be > 0",
+        ),
         (["strategy.name=supcon", "train.sampler=class_balanced"], "train.sampler=random"),
         (
             ["strategy.name=simsiam", "strategy.pred_hidden=0"],
