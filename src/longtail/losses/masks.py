@@ -110,7 +110,10 @@ def sample_k_positives(candidates: Tensor, k: int, generator: torch.Generator | 
 
     candidates [N, M] bool -> [N, M] bool. One uniform key per entry, non-candidates pushed below
     every key, then a row-wise top-k: a uniform draw without replacement, with no loop over rows.
+    ``k = 0`` keeps nothing and draws nothing.
     """
+    if k == 0:  # MoCo (KCL with k = 0): nothing to draw
+        return torch.zeros_like(candidates)
     device = candidates.device if generator is None else generator.device
     keys = torch.rand(candidates.shape, generator=generator, device=device).to(candidates.device)
     keys = keys.masked_fill(~candidates, -1.0)

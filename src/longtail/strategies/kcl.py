@@ -60,7 +60,7 @@ def kcl_queue_loss(
 
     queries [N, D] (with gradient), labels [N], keys [N, D] (the key encoder's, same images),
     queue_keys [K, D], queue_labels [K] (K may be 0). Features are normalised here. Consumes
-    one ``torch.rand`` [N, K] from ``generator`` (the k-positive draw).
+    one ``torch.rand`` [N, K] from ``generator`` (the k-positive draw; none when k = 0, MoCo).
     """
     q = unit_rows(queries)
     own = (q * unit_rows(keys)).sum(1, keepdim=True) / temperature  # [N, 1]

@@ -166,19 +166,14 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
             f"train has {full.num_classes} classes but test has {test.num_classes}: both splits"
             " must hold the same class folders"
         )
-    if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
-        meta = read_pack_meta(cfg.root)
+    meta = read_pack_meta(cfg.root) if cfg.dataset == "pack" else None
+    if meta is not None and not is_source_pack(meta):  # the pack's train split IS the subset
         record, train = _pack_record(cfg, meta), full
-        mean, std = meta["mean"], meta["std"]  # of the source's full training split
-    elif cfg.dataset == "pack":  # the whole split in source order: subset it as the source
-        meta = read_pack_meta(cfg.root)
+    else:  # a dataset, or a whole-split pack in source order: subset it as the source
         record = choose_indices(cfg, full.labels, full.num_classes)
         train = full.subset(np.asarray(record["indices"], dtype=np.int64))
-        mean, std = meta["mean"], meta["std"]
-    else:
-        record = choose_indices(cfg, full.labels, full.num_classes)
-        train = full.subset(np.asarray(record["indices"], dtype=np.int64))
-        mean, std = dataset_stats(full)
+    # a pack stores the statistics of its source's full training split
+    mean, std = (meta["mean"], meta["std"]) if meta is not None else dataset_stats(full)
     if cfg.test_limit is not None:
         test = test.subset(spread_indices(len(test.labels), cfg.test_limit))
     return PreparedData(
