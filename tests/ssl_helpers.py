@@ -76,6 +76,32 @@ def knn_by_hand(
     return preds
 
 
-def top1_of(preds: list[int], labels: Tensor) -> float:
-    """Percent of ``preds`` equal to ``labels``."""
-    return 100.0 * sum(int(p == int(y)) for p, y in zip(preds, labels, strict=True)) / len(preds)
+def knn_top1_bounds(
+    bank: Tensor, bank_labels: Tensor, queries: Tensor, labels: Tensor, num_classes: int, k: int,
+    tau: float, eps: float = 1e-5,
+) -> tuple[float, float]:  # fmt: skip
+    """Lowest and highest top-1 (percent) a float32 kNN can reach against this float64 loop.
+
+    A query is undecided when float32 rounding could flip it: its k-th and (k+1)-th similarities
+    differ by < ``eps``, or its two best class votes by < ``eps`` relative. Decided queries count
+    exactly as :func:`knn_by_hand` predicts; an undecided one counts as wrong for the low bound
+    and right for the high one (a random network's features make near-ties common).
+    """
+    unit_bank = F.normalize(bank.double(), dim=1)
+    preds = knn_by_hand(bank, bank_labels, queries, num_classes, k, tau)
+    low = high = 0
+    for q, pred, y in zip(
+        F.normalize(queries.double(), dim=1), preds, labels.tolist(), strict=True
+    ):
+        sims = sorted((unit_bank @ q).tolist(), reverse=True)
+        cut = min(k, len(sims))
+        close_cut = cut < len(sims) and sims[cut - 1] - sims[cut] < eps
+        nearest = sorted(range(len(sims)), key=lambda j: -float(unit_bank[j] @ q))[:cut]
+        votes = [0.0] * num_classes
+        for j in nearest:
+            votes[int(bank_labels[j])] += math.exp(float(unit_bank[j] @ q) / tau)
+        best, second = sorted(votes, reverse=True)[:2]
+        undecided = close_cut or best - second < eps * best
+        low += int(pred == y and not undecided)
+        high += int(pred == y or undecided)
+    return 100.0 * low / len(preds), 100.0 * high / len(preds)
