@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import random
 import subprocess
 from contextlib import AbstractContextManager, nullcontext
@@ -29,9 +31,43 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# CPU flags of native bf16 arithmetic (AVX-512 BF16 on Zen 4 / Cooper Lake on, AMX on Sapphire Rapids)
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# "1" / "0" forces the answer of cpu_has_native_bf16 (the test suite pins it to "0": fp32 numerics)
+BF16_ENV = "LONGTAIL_CPU_BF16"
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The first processor's feature flags from ``/proc/cpuinfo``; empty where there is none."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes in bf16 natively, so bf16 autocast is faster than fp32.
+
+    Without those instructions oneDNN emulates bf16: on a Zen 3 (AVX2 only) a CIFAR ResNet-32 epoch
+    took over 4 minutes under bf16 autocast against 59 s in fp32. ``LONGTAIL_CPU_BF16=1|0`` overrides.
+    """
+    forced = os.environ.get(BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    return bool(cpu_flags() & _BF16_FLAGS)
+
+
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPU by default; fp32 (no autocast) on CPU, where bf16 is slower."""
-    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+    """The autocast dtype of ``train.precision``: ``auto`` is bf16 on a GPU and on a CPU with native
+    bf16 (:func:`cpu_has_native_bf16`), fp32 (no autocast, ``None``) elsewhere."""
+    if cfg.precision == "bf16":
+        return torch.bfloat16
+    if cfg.precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16()):
         return torch.bfloat16
     return None
 
