@@ -1,4 +1,4 @@
-"""Command line: ``longtail {train,eval,taunorm,data,pack,report,study} ...``.
+"""Command line: ``longtail {train,eval,taunorm,data,pack,report,study,queue} ...``.
 
     longtail train RECIPE.yaml [key=value ...]      train; prints the run folder
     longtail train [RECIPE.yaml] resume=RUN_DIR     continue a run exactly (train.epochs=N extends it)
@@ -8,6 +8,9 @@
     longtail pack RECIPE.yaml OUT.npz [--whole] [key=value ...]  LT subset (or whole split) + test
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
     longtail study SPEC.yaml [key=value ...]        train (or reuse) a study's runs; results + table + plot
+    longtail queue run QUEUE --budget S --jobs K --out DIR [--only ID ...] [--device cpu|cuda]
+                                                    the owed runs that fit S seconds, K side by side
+    longtail queue merge BUNDLE [--queue QUEUE]     a queue call's finished runs into the results files
 
 Problems the user can fix are printed as one ``error:`` line (exit status 2), without a traceback.
 """
@@ -114,6 +117,46 @@ def cmd_study(args: list[str]) -> None:
     print(run_study(args[0], args[1:]))
 
 
+def cmd_queue(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="longtail queue", exit_on_error=False)
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run the queue's next entries on this device")
+    run.add_argument("queue")
+    run.add_argument("--budget", type=float, required=True, help="seconds, bundle writing included")
+    run.add_argument("--jobs", type=int, default=1, help="trainings side by side")
+    run.add_argument("--out", required=True, help="the bundle folder ($OUT on a device call)")
+    run.add_argument("--only", nargs="+", default=None, help="these entry ids only")
+    run.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    run.add_argument("--runs", default=None, help="run folders (default ~/longtail-runs/queue)")
+    run.add_argument("--packs", default=None, help="folder of data packs (scripts/lease.py)")
+    merge = sub.add_parser("merge", help="merge a bundle's finished runs into the results")
+    merge.add_argument("bundle")
+    merge.add_argument("--queue", default="reports/results/owed.yaml")
+    try:
+        ns = parser.parse_args(args)
+    except (argparse.ArgumentError, SystemExit) as err:
+        raise LongtailError(
+            f"longtail queue: {err}: use 'longtail queue run QUEUE --budget S --jobs K --out DIR'"
+            " or 'longtail queue merge BUNDLE'"
+        ) from None
+    if ns.action == "run":
+        from longtail.queue.runner import run_queue
+
+        summary = run_queue(ns.queue, ns.budget, ns.jobs, ns.out, device=ns.device, only=ns.only,
+                            runs=ns.runs, packs=ns.packs)  # fmt: skip
+        for item in summary["entries"]:
+            why = f": {item['reason']}" if item["reason"] else ""
+            print(f"{item['id']}: {item['status']}{why}")
+        print(f"{summary['finished']} finished in {summary['wall_s']:.0f} s on"
+              f" {summary['device_name']}, {summary['jobs']} at a time, MPS {summary['mps']};"
+              f" bundle: {ns.out}")  # fmt: skip
+    else:
+        from longtail.queue.merge import merge_bundle
+
+        for line in merge_bundle(ns.bundle, ns.queue):
+            print(line)
+
+
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
@@ -122,6 +165,7 @@ COMMANDS = {
     "pack": cmd_pack,
     "report": cmd_report,
     "study": cmd_study,
+    "queue": cmd_queue,
 }
 
 

@@ -111,7 +111,9 @@ class TrainConfig:
     resample_epoch: int | None = None  # DRS: class-balanced sampling from this epoch (0-based)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on GPU and on CPUs with native bf16, else fp32) | fp32 | bf16
+    precision: str = (
+        "auto"  # auto (bf16 on GPU and on CPUs with native bf16, else fp32) | fp32 | bf16
+    )
     channels_last: bool = True  # NHWC activations: faster on GPU, and on CPU (ResNet-20: +35%)
     compile: bool = False
     threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)

@@ -1,6 +1,6 @@
 """Results tables from run folders: ``longtail report RUN_DIR ... --results FILE.json``.
 
-Completed full-schedule runs (no ``train.max_steps_per_epoch``, no ``data.test_limit``) are grouped
+Completed full-protocol runs (none :func:`longtail.protocol.shortened`) are grouped
 by (method, ratio, recipe); each group becomes one record of the results schema in
 CONVENTIONS.md (mean and population std of last-epoch top-1 over seeds, group means, the paper's
 number, device, commit). Records merge into the results JSON (a re-run replaces its record) and a
@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.config import to_dict
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
+from longtail.protocol import setting, shortened
 from longtail.train.run_folder import FINAL, RunFolder
 
 GROUPS = ("many", "medium", "few", "head", "middle", "tail")
@@ -38,8 +38,8 @@ def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         if not run.file(FINAL).is_file():
             continue  # not complete
         cfg = run.read_config()
-        if cfg.train.max_steps_per_epoch is not None or cfg.data.test_limit is not None:
-            continue  # a shortened run never enters a results table
+        if shortened(cfg):
+            continue  # a shortened run never enters a results table (protocol.py)
         if cfg.method is None:
             continue  # not a table row (e.g. the first stage of a two-stage method)
         final = json.loads(run.file(FINAL).read_text())
@@ -71,19 +71,6 @@ def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return records
 
 
-# what may differ between the seeds of one results row
-_PER_RUN = {("train", "seed"), ("train", "progress"), ("train", "device"), ("train", "threads")}
-
-
-def _setting(cfg: Any) -> dict[str, Any]:
-    tree = to_dict(cfg)
-    for section, key in _PER_RUN:
-        tree[section].pop(key, None)
-    for key in ("name", "out_dir"):
-        tree.pop(key, None)
-    return tree
-
-
 def _check_same_setting(method: str, ratio: float, configs: list[Any]) -> None:
     """Seeds of one row must be the same setting, each seed once (else the std is wrong)."""
     seeds = [c.train.seed for c in configs]
@@ -91,8 +78,8 @@ def _check_same_setting(method: str, ratio: float, configs: list[Any]) -> None:
         raise LongtailError(
             f"{method} r={ratio:g} has two runs with the same seed: pass each seed's run once"
         )
-    first = _setting(configs[0])
-    if any(_setting(c) != first for c in configs[1:]):
+    first = setting(configs[0])
+    if any(setting(c) != first for c in configs[1:]):
         raise LongtailError(
             f"{method} r={ratio:g} mixes runs of different settings: give an ablation its own"
             " method name (method=<method>+<change>)"

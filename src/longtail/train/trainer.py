@@ -123,6 +123,7 @@ def _run(
     except BaseException as err:
         run.write_status("failed", error=f"{type(err).__name__}: {err}")
         raise
+    final["peak_memory_mb"] = runtime.peak_memory_mb(device)
     run.write_final(final)
     run.write_status("complete")
     return run.path
