@@ -9,6 +9,7 @@
     longtail report RESULTS.json RUN_DIR ...        merge full runs into a results file + markdown table
     longtail study SPEC.yaml [key=value ...]        train (or reuse) a study's runs; results + table + plot
     longtail queue run QUEUE --budget S --jobs K --out DIR [--only ID ...] [--device cpu|cuda]
+                           [--resumable] [--runs DIR] [--packs DIR]
                                                     the owed runs that fit S seconds, K side by side
     longtail queue merge BUNDLE [--queue QUEUE]     a queue call's finished runs into the results files
 
@@ -129,6 +130,11 @@ def cmd_queue(args: list[str]) -> None:
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")
     run.add_argument("--runs", default=None, help="run folders (default ~/longtail-runs/queue)")
     run.add_argument("--packs", default=None, help="folder of data packs (scripts/lease.py)")
+    run.add_argument(
+        "--resumable",
+        action="store_true",
+        help="also start runs longer than the budget (stopped there, resumed next time)",
+    )
     merge = sub.add_parser("merge", help="merge a bundle's finished runs into the results")
     merge.add_argument("bundle")
     merge.add_argument("--queue", default="reports/results/owed.yaml")
@@ -143,7 +149,7 @@ def cmd_queue(args: list[str]) -> None:
         from longtail.queue.runner import run_queue
 
         summary = run_queue(ns.queue, ns.budget, ns.jobs, ns.out, device=ns.device, only=ns.only,
-                            runs=ns.runs, packs=ns.packs)  # fmt: skip
+                            runs=ns.runs, packs=ns.packs, resumable=ns.resumable)  # fmt: skip
         for item in summary["entries"]:
             why = f": {item['reason']}" if item["reason"] else ""
             print(f"{item['id']}: {item['status']}{why}")

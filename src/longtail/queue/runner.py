@@ -137,8 +137,14 @@ def run_queue(
     packs: str | Path | None = None,
     poll_s: float = 5.0,
     reserve_s: float | None = None,
+    resumable: bool = False,
 ) -> dict[str, Any]:
-    """Run the queue's owed entries; write the bundle to ``out``; return the summary."""
+    """Run the queue's owed entries; write the bundle to ``out``; return the summary.
+
+    ``resumable``: also start a train entry that cannot finish inside the budget (a CPU run of
+    several hours in a shorter session): at the budget it stops with its checkpoint, and the next
+    call on the same ``runs`` folder resumes it.
+    """
     t0 = time.monotonic()
     if jobs < 1 or budget_s <= 0:
         raise LongtailError("--jobs must be >= 1 and --budget > 0 seconds")
@@ -171,7 +177,7 @@ def run_queue(
             finished_runs[entry.id] = prev
             outcomes[entry.id] = _finished(entry, prev, None, "finished in an earlier call")
     for entry in list(waiting):
-        problem = _config_problem(entry)
+        problem = _config_problem(entry, pack_dir)
         if problem is not None:
             waiting.remove(entry)
             outcomes[entry.id] = Outcome(entry.id, "failed", problem, kind=entry.kind)
@@ -222,7 +228,8 @@ def run_queue(
                 left = sched.deadline - now
                 if resume is not None:
                     estimate *= RunProgress(prev).fraction_left()
-                if not sched.fits(estimate, now):
+                spills = resumable and entry.kind == "train"
+                if not spills and not sched.fits(estimate, now):
                     waiting.remove(entry)
                     outcomes[entry.id] = Outcome(
                         entry.id, "skipped", f"estimate {estimate * sched.slowdown() / 60:.1f} min"
@@ -275,8 +282,12 @@ def run_queue(
     return summary
 
 
-def _config_problem(entry: Entry) -> str | None:
-    """Why a train entry's config does not load (checked before anything starts), or None."""
+def _config_problem(entry: Entry, packs: Path | None) -> str | None:
+    """Why an entry cannot start (checked before anything starts), or None."""
+    if entry.kind == "benchmark" and "{pack}" in (entry.command or ""):
+        if pack_for(entry, packs) is None:
+            return "its command reads a data pack: pass --packs (scripts/lease.py builds it)"
+        return None
     if entry.kind != "train":
         return None
     try:
@@ -338,12 +349,19 @@ def _start(
     since = time.time() - 1.0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
     handle.close()
     progress = RunProgress(resume) if resume else RunProgress.expected(runs, entry.id, since)
     if entry.kind == "train" and resume is None:
         progress.epochs = entry_config(entry).train.epochs
     return Job(entry, proc, started, log, estimate, progress, resumed=resume is not None)
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt (the
+    trainer then marks the run interrupted). A queue started in the background by a shell inherits
+    SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _last_line(log: Path) -> str:
