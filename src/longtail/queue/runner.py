@@ -91,13 +91,14 @@ def _device(name: str, jobs: int) -> Device:
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # K processes share the cores
     if name == "cpu":
-        return Device("cpu", "cpu", threads=max(1, (os.cpu_count() or 1) // jobs))
+        return Device("cpu", "cpu", threads=threads)
     if not torch.cuda.is_available():
         raise LongtailError("--device cuda but no GPU is visible: use --device cpu")
     gpu = torch.cuda.get_device_name(0).lower()
     kind = next((k for k in ("h200", "h100", "a100") if k in gpu), "h200")
-    return Device("cuda", kind)
+    return Device("cuda", kind, threads=threads)
 
 
 def _read_state(runs: Path) -> dict[str, str]:
