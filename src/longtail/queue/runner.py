@@ -151,13 +151,13 @@ def run_queue(
         raise LongtailError("--jobs must be >= 1 and --budget > 0 seconds")
     queue = load_queue(queue_path)
     out, runs_dir = Path(out), Path(runs) if runs else DEFAULT_RUNS
+    dev = _device(device, jobs)
     if out.resolve() == runs_dir.resolve():
         raise LongtailError(
             "--out and the run folders must differ: the bundle is a separate folder"
         )
     runs_dir.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    dev = _device(device, jobs)
     pack_dir = Path(packs) if packs else None
     state = _read_state(runs_dir)
     reserve = reserve_s if reserve_s is not None else min(120.0, max(10.0, 0.03 * budget_s))
@@ -167,7 +167,9 @@ def run_queue(
         unknown = [i for i in only if i not in {e.id for e in queue.entries}]
         if unknown:
             raise LongtailError(f"--only {unknown[0]}: no such entry in {queue.path}")
-    waiting = [e for e in queue.ordered() if e.status == "owed" and (not only or e.id in only)]
+    waiting = [
+        e for e in queue.ordered(dev.kind) if e.status == "owed" and (not only or e.id in only)
+    ]
     done_ids = {e.id for e in queue.entries if e.status == "done"}
     finished_runs: dict[str, Path] = {}
 
@@ -263,7 +265,7 @@ def run_queue(
             outcomes.setdefault(entry.id, Outcome(entry.id, "skipped", "the budget ran out before"
                                                   " it could start", kind=entry.kind))  # fmt: skip
         mps.stop()
-    ordered = [outcomes[e.id] for e in queue.ordered() if e.id in outcomes]
+    ordered = [outcomes[e.id] for e in queue.ordered(dev.kind) if e.id in outcomes]
     for outcome in ordered:
         outcome.results = queue.by_id(outcome.id).results
     summary = {

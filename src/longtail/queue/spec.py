@@ -10,6 +10,7 @@
     issue: 5                        # the issue it serves
     results: reports/results/cifar10_lt.json  # the results file it feeds
     priority: 1                     # lower runs first (file order breaks ties)
+    priority_cpu: -3                # optional: the order on a CPU, where it differs (issue 13)
     minutes: {cpu: 230, h200: 3}    # estimate alone on that device; null: does not run there
     after: null                     # the id of the earlier stage it needs (init.run)
     status: owed                    # owed | done
@@ -51,7 +52,14 @@ class Entry:
     after: str | None = None
     status: str = "owed"
     command: str | None = None
+    priority_cpu: int | None = None
     done: dict[str, Any] | None = None
+
+    def rank(self, device_kind: str | None = None) -> int:
+        """Its place in the order on ``device_kind`` (lower first)."""
+        if device_kind == "cpu" and self.priority_cpu is not None:
+            return self.priority_cpu
+        return self.priority
 
     def estimate_s(self, device_kind: str) -> float | None:
         """Seconds alone on ``device_kind`` (cpu, h200, ...); None where it does not run there."""
@@ -71,9 +79,9 @@ class Queue:
                 return entry
         raise LongtailError(f"{self.path} has no entry {entry_id!r}: check the id")
 
-    def ordered(self) -> list[Entry]:
-        """Entries by priority, file order within one priority."""
-        return sorted(self.entries, key=lambda e: e.priority)
+    def ordered(self, device_kind: str | None = None) -> list[Entry]:
+        """Entries by priority on ``device_kind``, file order within one priority."""
+        return sorted(self.entries, key=lambda e: e.rank(device_kind))
 
     def save(self) -> None:
         runs = [
@@ -112,6 +120,10 @@ def _entry(raw: Any, where: str, root: Path) -> Entry:
         (entry.kind in KINDS, f"kind must be one of {', '.join(KINDS)}"),
         (entry.status in STATUSES, f"status must be one of {', '.join(STATUSES)}"),
         (isinstance(entry.priority, int), "priority must be an integer"),
+        (
+            entry.priority_cpu is None or isinstance(entry.priority_cpu, int),
+            "priority_cpu must be an integer",
+        ),
         (isinstance(entry.seed, int), "seed must be an integer"),
         (
             isinstance(entry.overrides, list)
