@@ -96,11 +96,8 @@ def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[
         "ms": {k: round(v, 2) for k, v in ms.items()},
         "images_per_s": {k: round(batch / v * 1e3, 1) for k, v in ms.items()},
         "loop_overhead_ms": round(ms["loop"] - ms["step"] - ms["data"], 2),
-        "device": runtime.device_name(device),
         "cpu_native_bf16": runtime.cpu_has_native_bf16(),
-        "torch": torch.__version__,
-        "commit": runtime.git_commit(),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **runtime.provenance(device),
     }
 
 

@@ -71,10 +71,7 @@ def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[
         "epoch_s": round(len(loader) * ms / 1e3, 2),
         "peak_mem_mb": None if peak is None else round(peak, 1),
         "final_loss_mean": round(float(loss) / steps, 4),
-        "device": runtime.device_name(device),
-        "torch": torch.__version__,
-        "commit": runtime.git_commit(),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **runtime.provenance(device),
     }
 
 

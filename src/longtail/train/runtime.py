@@ -138,3 +138,15 @@ def peak_memory_mb(device: torch.device) -> float:
     import resource  # POSIX only; ru_maxrss is KiB on Linux
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def provenance(device: torch.device) -> dict[str, str]:
+    """Where and when a measurement was taken: device, torch, commit, UTC date (benchmarks' JSON)."""
+    import datetime as dt
+
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
