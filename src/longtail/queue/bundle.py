@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
 
 MAX_FILES = 8
@@ -90,5 +91,10 @@ def read_summary(bundle: Path) -> dict[str, Any]:
 def extract(bundle: Path, into: Path) -> None:
     """Unpack every tar of a bundle into ``into`` (names are checked: no absolute or .. paths)."""
     for tar_path in sorted(bundle.glob("runs-*.tar.gz")):
-        with tarfile.open(tar_path, "r:gz") as tar:
-            tar.extractall(into, filter="data")
+        try:
+            with tarfile.open(tar_path, "r:gz") as tar:
+                tar.extractall(into, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise LongtailError(
+                f"{tar_path} cannot be unpacked ({err}): fetch the bundle again"
+            ) from None

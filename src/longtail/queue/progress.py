@@ -11,6 +11,15 @@ from pathlib import Path
 import yaml
 
 
+def _name_of(run: Path) -> str | None:
+    """The ``name`` in a run folder's config.yaml (None until it is written): ``ce``'s folder is
+    not ``ce-2``'s, though both match ``*-ce-2``."""
+    try:
+        return str(yaml.safe_load((run / "config.yaml").read_text())["name"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
 class RunProgress:
     """Epochs done, seconds per epoch and images/s of one run folder (``run`` None until found)."""
 
@@ -23,13 +32,14 @@ class RunProgress:
         self._pattern: re.Pattern[str] | None = None
         self._where: Path | None = None
         self._since = 0.0
+        self._name = ""
 
     @classmethod
     def expected(cls, runs: Path, name: str, since: float) -> RunProgress:
         """A run ``longtail train ... name=NAME out_dir=RUNS`` is about to create."""
         progress = cls(None)
         progress._pattern = re.compile(rf"^\d{{8}}-\d{{6}}-{re.escape(name)}(-\d+)?$")
-        progress._where, progress._since = runs, since
+        progress._where, progress._since, progress._name = runs, since, name
         return progress
 
     def find(self) -> bool:
@@ -39,6 +49,7 @@ class RunProgress:
         found = [
             p for p in self._where.iterdir()
             if p.is_dir() and self._pattern.match(p.name) and p.stat().st_mtime >= self._since
+            and _name_of(p) == self._name
         ]  # fmt: skip
         if not found:
             return False

@@ -199,6 +199,7 @@ def run_queue(
             now = time.monotonic()
             for job in list(running):
                 job.progress.refresh()
+                _remember(state, runs_dir, job)
                 factor = job.progress.slowdown(job.estimate_s, now - job.started)
                 if factor is not None:
                     sched.factors[job.entry.id] = factor
@@ -246,15 +247,9 @@ def run_queue(
                 job = _start(entry, dev, runs_dir, pack_for(entry, pack_dir), init_run, resume,
                              estimate)  # fmt: skip
                 running.append(job)
-                if entry.kind == "train" and job.progress.run is not None:
-                    state[entry.id] = str(job.progress.run)
-                    atomic_write_json(runs_dir / STATE, state)
+                _remember(state, runs_dir, job)
                 print(f"queue: started {entry.id} ({'resumed' if resume else 'new'},"
                       f" ~{estimate * sched.slowdown() / 60:.1f} min)", flush=True)  # fmt: skip
-            for job in running:  # the run folder appears a moment after the start
-                if job.entry.kind == "train" and job.progress.find():
-                    state[job.entry.id] = str(job.progress.run)
-                    atomic_write_json(runs_dir / STATE, state)
             if running or waiting:
                 time.sleep(poll_s)
     finally:
@@ -283,6 +278,15 @@ def run_queue(
     }
     summary["bundle"] = write_bundle(out, summary, finished_runs)
     return summary
+
+
+def _remember(state: dict[str, str], runs: Path, job: Job) -> None:
+    """Record a train job's run folder in queue-state.json as soon as it exists (a later call
+    resumes it, or bundles it when it finished)."""
+    run = job.progress.run
+    if job.entry.kind == "train" and run is not None and state.get(job.entry.id) != str(run):
+        state[job.entry.id] = str(run)
+        atomic_write_json(runs / STATE, state)
 
 
 def _config_problem(entry: Entry, packs: Path | None) -> str | None:

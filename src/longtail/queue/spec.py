@@ -119,7 +119,7 @@ def _entry(raw: Any, where: str, root: Path) -> Entry:
         (isinstance(entry.id, str) and bool(_ID.match(entry.id)), "id must be lowercase [a-z0-9-]"),
         (entry.kind in KINDS, f"kind must be one of {', '.join(KINDS)}"),
         (entry.status in STATUSES, f"status must be one of {', '.join(STATUSES)}"),
-        (isinstance(entry.priority, int), "priority must be an integer"),
+        (type(entry.priority) is int, "priority must be an integer"),
         (
             entry.priority_cpu is None or isinstance(entry.priority_cpu, int),
             "priority_cpu must be an integer",
@@ -141,7 +141,10 @@ def _entry(raw: Any, where: str, root: Path) -> Entry:
             (entry.kind == "benchmark") == bool(entry.command),
             "a benchmark (and only it) has a command",
         ),
-        ((root / entry.recipe).is_file(), f"recipe {entry.recipe} does not exist"),
+        (
+            isinstance(entry.recipe, str) and (root / entry.recipe).is_file(),
+            f"recipe {entry.recipe} does not exist",
+        ),
     ]
     for ok, problem in checks:
         if not ok:
