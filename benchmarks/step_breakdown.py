@@ -23,11 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from longtail.config import load_config
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
+from throughput import training_parts  # noqa: E402
+
 from longtail.io import atomic_write_json
 from longtail.train import runtime
-from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,11 +47,7 @@ def _time(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) 
 
 
 def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
-    cfg = load_config(recipe, overrides)
-    runtime.set_threads(cfg.train.threads)
-    device = runtime.resolve_device(cfg.train.device)
-    data = prepare_data(cfg.data, device)
-    parts = build_training(cfg, data, device)
+    cfg, device, parts = training_parts(recipe, overrides)
     model, loader, step = parts.model, parts.loader, parts.step
     model.train()
 

@@ -22,7 +22,7 @@ import torch
 from longtail.config import load_config
 from longtail.io import atomic_write_json
 from longtail.train import runtime
-from longtail.train.build import build_training
+from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import prepare_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -33,12 +33,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
+def training_parts(recipe: str, overrides: list[str]) -> tuple[Any, torch.device, TrainingParts]:
+    """(config, device, the trainer's parts) of a recipe, as ``longtail train`` builds them."""
     cfg = load_config(recipe, overrides)
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
     data = prepare_data(cfg.data, device)
-    parts = build_training(cfg, data, device)
+    return cfg, device, build_training(cfg, data, device)
+
+
+def measure(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
+    cfg, device, parts = training_parts(recipe, overrides)
     model, loader, step = parts.model, parts.loader, parts.step
 
     def batches():  # type: ignore[no-untyped-def]

@@ -38,6 +38,19 @@ def test_throughput_writes_records(tmp_path: Path) -> None:
     assert record["images_per_s"] > 0 and record["batch_size"] == 16
 
 
+def test_step_breakdown_times_each_part(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", n_train_per_class=20, n_test_per_class=2)
+    out = tmp_path / "breakdown.json"
+    args = [str(REPO / "recipes" / "demo.yaml"), f"data.root={tmp_path / 'idx'}",
+            "data.cache_dir=null", "data.imbalance_ratio=5", "train.batch_size=16", "--steps=1",
+            "--warmup=1", "--precisions=fp32", f"--out={out}"]  # fmt: skip
+    assert _load("step_breakdown").main(args) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["precision"] == "fp32" and record["autocast"] == "None"
+    assert set(record["ms"]) == {"bare", "step", "data", "loop"}
+    assert all(v > 0 for v in record["ms"].values()) and record["cpu_native_bf16"] is False
+
+
 def test_contrastive_memory_cell_measures_saved_tensors() -> None:
     bench = _load("contrastive_memory")
     supcon = bench.one_cell("SupCon", 32, 10, "cpu", repeats=1)
