@@ -10,8 +10,9 @@ whether a run may enter a results table:
 * **same setting** -- two configs that may share a results row (as seeds) or replace each other.
   What does not change the result is left out of the comparison: the seed, device, threads,
   progress, ``eval.every`` (the last epoch is always evaluated, and only it is reported), the run's
-  name and folder, the decode cache, and a ``pack`` of the recipe's own data in place of its source
-  (``longtail pack`` encodes the same images).
+  name and folder, the decode cache, a ``pack`` of the recipe's own data in place of its source
+  (``longtail pack`` encodes the same images), and a stage 2's ``init.run`` folder (with the subset
+  file it implies: each seed starts from its own first stage).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def setting(cfg: Config) -> dict[str, Any]:
     for key in _TOP_NEUTRAL:
         tree.pop(key, None)
     tree["data"]["dataset"], tree["data"]["root"] = _source(cfg)
+    if cfg.init.run is not None:  # a stage 2: each seed starts from its own first-stage folder
+        tree["init"].pop("run")
+        if cfg.data.index_file == str(Path(cfg.init.run) / "lt_index.json"):
+            tree["data"].pop("index_file")  # derived from init.run (decoupling.source_index_file)
     return tree
 
 

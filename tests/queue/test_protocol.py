@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,18 @@ def test_a_pack_of_the_recipe_is_the_recipe_dataset(recipe: Path, tmp_path: Path
     loose = load_config(None, ["data.dataset=pack", "data.root=/p.npz"])
     assert setting(loose)["data"]["dataset"] == "pack"
     assert not same_setting(loose, load_config(None))
+
+
+def test_stage_two_seeds_from_their_own_first_stages_are_one_setting(recipe: Path) -> None:
+    """Each seed of a cRT/LWS row starts from its own stage-1 folder (and the subset file in it):
+    those do not make the seeds different settings; another subset file does."""
+
+    def stage2(run: str, seed: int, index: str | None = None) -> Any:
+        index = index or f"{run}/lt_index.json"
+        return load_config(recipe, [f"init.run={run}", f"data.index_file={index}",
+                                    f"train.seed={seed}"])  # fmt: skip
+
+    assert same_setting(stage2("/runs/a", 0), stage2("/runs/b", 1))
+    assert not same_setting(
+        stage2("/runs/a", 0), stage2("/runs/b", 1, index="/other/lt_index.json")
+    )
