@@ -8,7 +8,8 @@ whether a run may enter a results table:
   probe set, no long-tailed or OOD probe, fewer L-BFGS iterations). A shortened run never enters a
   results file.
 * **same setting** -- two configs that may share a results row (as seeds) or replace each other.
-  What does not change the result is left out of the comparison: the seed, device, threads,
+  What does not change the result is left out of the comparison: the seed, device, precision
+  (``auto`` is bf16 on a GPU and fp32 on many CPUs: a numerics choice like the device), threads,
   progress, ``eval.every`` (the last epoch is always evaluated, and only it is reported), the run's
   name and folder, the decode cache, a ``pack`` of the recipe's own data in place of its source
   (``longtail pack`` encodes the same images), and a stage 2's ``init.run`` folder (with the subset
@@ -27,6 +28,7 @@ from longtail.errors import LongtailError
 NEUTRAL = (
     ("train", "seed"),
     ("train", "device"),
+    ("train", "precision"),
     ("train", "threads"),
     ("train", "progress"),
     ("eval", "every"),

@@ -63,6 +63,7 @@ def test_recipe_and_neutral_changes_are_full(recipe: Path) -> None:
     neutral = load_config(recipe, [
         "train.seed=3", "train.device=cpu", "train.threads=1", "train.progress=false",
         "eval.every=10", "name=other", "out_dir=/elsewhere", "data.cache_dir=/tmp/cache",
+        "train.precision=bf16",
     ])  # fmt: skip
     assert shortened(base) == [] and shortened(neutral) == [] and full_protocol(neutral)
     assert same_setting(base, neutral) and setting(base) == setting(neutral)

@@ -193,3 +193,21 @@ def test_damaged_checkpoint_and_config_are_one_line(idx_root: Path, tmp_path: Pa
     (run / "config.yaml").write_text("- a list\n")
     with pytest.raises(LongtailError, match="mapping"):
         evaluate_run(run)
+
+
+def test_the_folder_records_the_resolved_precision_and_resume_keeps_it(
+    idx_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` is written as what it meant where the run started; a resume elsewhere keeps it."""
+    from longtail.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # a CPU with native bf16
+    run = train(_cfg(idx_root, tmp_path, "train.epochs=1", "train.precision=auto"))
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "bf16"
+    assert json.loads((run / "final.json").read_text())["precision"] == "bf16"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)  # resumed on an AVX2 CPU
+    resume(run, ["train.epochs=2"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "bf16"
+    assert json.loads((run / "final.json").read_text())["precision"] == "bf16"
+    fp32 = train(_cfg(idx_root, tmp_path / "b", "train.epochs=1", "train.precision=auto"))
+    assert json.loads((fp32 / "final.json").read_text())["precision"] == "fp32"

@@ -119,6 +119,7 @@ def fit(
         "train_s": round(history["train_s"], 2),
         "wall_s": round(wall_before + time.perf_counter() - t_start, 2),
         "device": runtime.device_name(device),
+        "precision": cfg.train.precision,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "commit": runtime.git_commit(),

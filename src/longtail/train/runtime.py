@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,17 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if cfg.precision == "auto" and (device.type == "cuda" or cpu_has_native_bf16()):
         return torch.bfloat16
     return None
+
+
+def resolve_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
+    """``cfg`` with ``precision=auto`` replaced by what it means here (``bf16`` or ``fp32``).
+
+    A run folder's config records the resolved value, so that a run resumed on another machine keeps
+    the precision it started with (resume stays exact) and its results say how it was trained.
+    """
+    if cfg.precision != "auto":
+        return cfg
+    return replace(cfg, precision="fp32" if autocast_dtype(cfg, device) is None else "bf16")
 
 
 def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[Any]:

@@ -35,6 +35,7 @@ def train(cfg: Config) -> Path:
     cfg = _with_source_subset(cfg)
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
+    cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
     data = prepare_data(cfg.data, device)
     check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device)
@@ -78,6 +79,9 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
         )
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
+    cfg = replace(
+        cfg, train=runtime.resolve_precision(cfg.train, device)
+    )  # an older folder may say auto
     data_cfg = cfg.data
     if data_cfg.dataset != "pack":
         data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
