@@ -188,6 +188,42 @@ def test_equal_size_runs_records_gap_table(
     assert results.with_suffix(".png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_equal_size_slices_merge_into_the_whole_study(
+    tmp_path: Path,
+    recipes: dict[str, Path],
+    write_spec: Callable[..., Path],
+    fake_train: list[Config],
+) -> None:
+    """One (method, set) per call, as the owed queue runs them: the same records as one call."""
+    spec = write_spec(
+        study="equal_size",
+        results=str(tmp_path / "equal_size.json"),
+        pretrain={"balanced": ["data.imbalance_ratio=1", "data.total=120"],
+                  "imbalanced": ["data.imbalance_ratio=100"]},
+        methods={"CE": str(recipes["ce"]), "SimSiam": str(recipes["simsiam"])},
+    )  # fmt: skip
+    out = f"out_dir={tmp_path / 'runs'}"
+    for method, pretrain in (("SimSiam", "imbalanced"), ("CE", "balanced"),
+                             ("SimSiam", "balanced"), ("CE", "imbalanced")):  # fmt: skip
+        run_study(spec, [out, f"study.only=[{method}]", f"study.pretrain_only=[{pretrain}]"])
+    assert [c.name for c in fake_train] == [
+        "equal-SimSiam-imbalanced", "equal-CE-balanced", "equal-SimSiam-balanced",
+        "equal-CE-imbalanced",
+    ]  # fmt: skip
+    records = _results(tmp_path / "equal_size.json")
+    assert sorted((r["method"], r["pretrain"]) for r in records) == [
+        ("CE", "balanced"), ("CE", "imbalanced"), ("SimSiam", "balanced"), ("SimSiam", "imbalanced")
+    ]  # fmt: skip
+    table = (tmp_path / "equal_size.md").read_text()
+    assert "| CE | 80.00 | 70.00 | +10.00 |" in table
+    with pytest.raises(LongtailError, match="study.pretrain_only names 'tiny', not a set of this"):
+        run_study(spec, [out, "study.pretrain_only=[tiny]"])
+    with pytest.raises(LongtailError, match="unknown sweep spec key 'pretrain_only'"):
+        run_study(write_spec(study="sweep", results=str(tmp_path / "s.json"), ratios=[1],
+                             total=100, methods={"CE": str(recipes["ce"])}),
+                  [out, "study.pretrain_only=[balanced]"])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("change", "overrides", "match"),
     [

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from longtail.studies.equal_size import EQUAL_SIZE
 from longtail.studies.records import merge_records
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, load_spec, split_overrides
 from longtail.studies.sweep import SWEEP
+from longtail.train import runtime
 from longtail.train.run_folder import FINAL, STATUS, RunFolder
 from longtail.train.trainer import train  # a module attribute, so tests can swap in a fake
 
@@ -62,11 +64,17 @@ def run_study(spec_path: str | Path, overrides: Sequence[str] = ()) -> Path:
 
 
 def find_complete_run(cfg: Config) -> Path | None:
-    """The newest complete run folder in ``cfg.out_dir`` whose resolved config equals ``cfg``."""
+    """The newest complete run folder in ``cfg.out_dir`` whose resolved config equals ``cfg``
+    (``train.precision=auto`` as it resolves here, as the folder records it)."""
     out_dir = Path(cfg.out_dir)
     if not out_dir.is_dir():
         return None
-    want = to_dict(cfg)
+    device = runtime.resolve_device(cfg.train.device)
+
+    def resolved(c: Config) -> dict[str, Any]:
+        return to_dict(replace(c, train=runtime.resolve_precision(c.train, device)))
+
+    want = resolved(cfg)
     # folders are <stamp>-<name>, or <stamp>-<name>-<k> when two started in the same second
     for path in sorted(out_dir.glob(f"*-{glob.escape(cfg.name)}*"), reverse=True):
         if not (path / FINAL).is_file() or _state(path) != "complete":
@@ -75,7 +83,7 @@ def find_complete_run(cfg: Config) -> Path | None:
             saved = RunFolder.open(path).read_config()
         except LongtailError:
             continue  # a damaged or foreign folder is never reused
-        if to_dict(saved) == want:
+        if resolved(saved) == want:
             return path
     return None
 

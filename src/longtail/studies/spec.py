@@ -2,7 +2,8 @@
 
 A spec is a small YAML file (``recipes/studies/*.yaml``) with a ``study`` kind and its keys; the
 command line changes it with ``study.<key>=value`` overrides (``study.ratios=[1,100]``,
-``study.only=[CE]``). Every problem is a one-line :class:`~longtail.errors.LongtailError`, raised
+``study.only=[CE]``, ``study.pretrain_only=[balanced]``: a slice of a study, which merges into the
+same results file). Every problem is a one-line :class:`~longtail.errors.LongtailError`, raised
 before anything trains.
 """
 
@@ -14,14 +15,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from longtail.config import overrides_tree, read_yaml_mapping
 from longtail.errors import LongtailError
 
 COMMON_KEYS = ("study", "results", "methods", "overrides", "only")
 KIND_KEYS = {"sweep": ("ratios", "total"), "equal_size": ("pretrain",)}
+OPTIONAL_KIND_KEYS = {"sweep": (), "equal_size": ("pretrain_only",)}  # may be left out
 STUDY_PREFIX = "study."
+V = TypeVar("V")
 
 
 @dataclass
@@ -92,7 +95,7 @@ def load_spec(path: str | Path, study_overrides: Sequence[str] = ()) -> StudySpe
         raise LongtailError(
             f"{source}: study={kind!r} is not one of {', '.join(KIND_KEYS)}: set 'study:'"
         )
-    allowed = COMMON_KEYS + KIND_KEYS[kind]
+    allowed = COMMON_KEYS + KIND_KEYS[kind] + OPTIONAL_KIND_KEYS[kind]
     for key in raw:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
@@ -118,7 +121,8 @@ def load_spec(path: str | Path, study_overrides: Sequence[str] = ()) -> StudySpe
         spec.ratios = _ratios(raw["ratios"], source)
         spec.total = _total(raw["total"], source)
     else:
-        spec.pretrain = _pretrain(raw["pretrain"], source)
+        sets = _pretrain(raw["pretrain"], source)
+        spec.pretrain = _only(sets, raw.get("pretrain_only"), "pretrain_only", "set", source)
     return spec
 
 
@@ -140,18 +144,24 @@ def _methods(methods: Any, only: Any, source: str) -> dict[str, str]:
                 f" {file_safe(name)}: rename one"
             )
         safe[file_safe(name)] = name
+    return _only(methods, only, "only", "method", source)
+
+
+def _only(items: dict[str, V], only: Any, key: str, what: str, source: str) -> dict[str, V]:
+    """The entries of ``items`` that ``study.<key>`` names, in spec order (all when it is unset)."""
     if only is None:
-        return dict(methods)
+        return dict(items)
     chosen = [only] if isinstance(only, str) else only
     if not isinstance(chosen, list) or not chosen:
-        raise LongtailError(f"{source}: study.only={only!r} must list methods, e.g. [CE,SimSiam]")
+        example = ",".join(list(items)[:2])
+        raise LongtailError(f"{source}: study.{key}={only!r} must list {what}s, e.g. [{example}]")
     for name in chosen:
-        if name not in methods:
+        if name not in items:
             raise LongtailError(
-                f"{source}: study.only names {name!r}, not a method of this study:"
-                f" pick from {', '.join(methods)}"
+                f"{source}: study.{key} names {name!r}, not a {what} of this study:"
+                f" pick from {', '.join(items)}"
             )
-    return {name: methods[name] for name in methods if name in chosen}
+    return {name: value for name, value in items.items() if name in chosen}
 
 
 def _override_list(value: Any, what: str, source: str) -> list[str]:
