@@ -63,3 +63,26 @@ def test_priority_cpu_reorders_only_on_a_cpu(owed) -> None:
     on_gpu = [e.id for e in owed.ordered("h200")]
     assert on_cpu[:3] == ["c100-r100-ce", "c100-r100-ldam-drw", "c100-r100-ce-drw"]
     assert on_gpu[0] == "c10-r100-ce"
+
+
+def test_study_entries_are_single_runs_that_cover_each_study_once(owed, monkeypatch) -> None:
+    """A lease command runs whole entries: each study entry is one (method, ratio or set) run, and
+    together they are every run of the study's spec, once."""
+    from longtail.studies.runner import KINDS
+    from longtail.studies.spec import split_overrides
+
+    monkeypatch.chdir(ROOT)
+    planned: dict[str, list[tuple]] = {}
+    for entry in owed.entries:
+        if entry.kind != "study":
+            continue
+        study, _ = split_overrides(entry.overrides)
+        spec = load_spec(entry.recipe, study)
+        runs = KINDS[spec.study].plan(spec)
+        assert len(runs) == 1, entry.id
+        planned.setdefault(entry.recipe, []).append(runs[0].key)
+    assert set(planned) == {"recipes/studies/sweep.yaml", "recipes/studies/equal_size.yaml"}
+    for recipe, keys in planned.items():
+        spec = load_spec(recipe)
+        whole = [run.key for run in KINDS[spec.study].plan(spec)]
+        assert sorted(keys) == sorted(whole), recipe
