@@ -44,7 +44,13 @@ class Job:
     log: Path
     estimate_s: float
     progress: RunProgress
+    outputs: Path  # a study's or benchmark's outputs folder (a train run finds its run folder)
     resumed: bool = False
+
+    @property
+    def result_path(self) -> Path:
+        """The run folder of a train entry once it exists, else the outputs folder."""
+        return self.progress.run or self.outputs
 
 
 @dataclass
@@ -209,9 +215,7 @@ def run_queue(
                     outcome = _ended(job, now, gpu_memory)
                     outcomes[job.entry.id] = outcome
                     if outcome.status == "finished":
-                        finished_runs[job.entry.id] = job.progress.run or output_dir(
-                            job.entry, runs_dir
-                        )
+                        finished_runs[job.entry.id] = job.result_path
                     print(f"queue: {job.entry.id} {outcome.status}"
                           f"{': ' + outcome.reason if outcome.reason else ''}", flush=True)  # fmt: skip
             if now >= sched.deadline:
@@ -361,7 +365,8 @@ def _start(
     progress = RunProgress(resume) if resume else RunProgress.expected(runs, entry.id, since)
     if entry.kind == "train" and resume is None:
         progress.epochs = entry_config(entry).train.epochs
-    return Job(entry, proc, started, log, estimate, progress, resumed=resume is not None)
+    outputs = output_dir(entry, runs)
+    return Job(entry, proc, started, log, estimate, progress, outputs, resumed=resume is not None)
 
 
 def _default_sigint() -> None:
@@ -403,8 +408,7 @@ def _ended(job: Job, now: float, gpu: GpuMemory) -> Outcome:
     rc = job.proc.returncode
     ok = rc == 0 and (entry.kind != "train" or (run is not None and _status(run) == "complete"))
     if ok:
-        outcome = _finished(entry, run if run is not None else output_dir(entry, job.log.parents[1]),
-                            wall, None)  # fmt: skip
+        outcome = _finished(entry, job.result_path, wall, None)
     else:
         outcome = Outcome(entry.id, "failed", f"exit {rc}: {_last_line(job.log)}", kind=entry.kind,
                           wall_s=wall, epochs_done=job.progress.epochs_done,
