@@ -58,3 +58,18 @@ def test_contrastive_memory_cell_measures_saved_tensors() -> None:
     assert supcon["anchors"] == 64 and psc["anchors"] == 32
     # SupCon keeps [2N, 2N] similarities for backward; PSC only [N, C]: far less
     assert supcon["saved_for_backward_mb"] > psc["saved_for_backward_mb"] > 0
+
+
+def test_demo_precision_trains_once_per_precision(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", n_train_per_class=20, n_test_per_class=2)
+    out = tmp_path / "demo.json"
+    args = [str(REPO / "recipes" / "demo.yaml"), f"data.root={tmp_path / 'idx'}",
+            "data.cache_dir=null", "data.imbalance_ratio=5", "train.batch_size=16",
+            "train.epochs=1", "probe.enabled=false", "train.progress=false",
+            "--precisions=fp32", f"--out={out}"]  # fmt: skip
+    assert _load("demo_precision").main(args) == 0
+    (record,) = json.loads(out.read_text())
+    assert record["precision"] == "fp32" and record["epochs"] == 1
+    assert 0 <= record["top1"] <= 100 and record["images_per_s"] > 0
+    for key in ("train_s", "wall_s", "device", "commit", "date", "cpu_native_bf16"):
+        assert key in record
