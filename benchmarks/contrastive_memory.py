@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--device", args.device, "--repeats", str(args.repeats)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             records.append(json.loads(out.strip().splitlines()[-1]))
-    from longtail.train.runtime import git_commit
+    from longtail.runtime import git_commit
 
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     stamp = dt.datetime.now(dt.UTC)

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from longtail import runtime
 from longtail.config import load_config
 from longtail.io import atomic_write_json
-from longtail.train import runtime
 from longtail.train.trainer import train
 
 RESULTS = Path(__file__).resolve().parent / "results"

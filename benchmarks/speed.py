@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules,
 from reference_pipeline import PilViewsDataset, forever, pil_images, pil_pipeline, reference_loader
 from workloads import WORKLOADS, StepInput, Workload, build_step, split_workers
 
+from longtail import runtime
 from longtail.data.arrays import ImageArrays
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader, to_device_tensor
@@ -44,7 +45,6 @@ from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.samplers import IndexSampler, SamplerMode
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
-from longtail.train import runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_PACK = Path(".gpu/cifar10_lt_ce_r100.npz")

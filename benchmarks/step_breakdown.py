@@ -26,8 +26,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
 from throughput import training_parts  # noqa: E402
 
+from longtail import runtime
 from longtail.io import atomic_write_json
-from longtail.train import runtime
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from longtail import runtime
 from longtail.config import load_config
 from longtail.io import atomic_write_json
-from longtail.train import runtime
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import prepare_data
 

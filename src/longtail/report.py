@@ -20,7 +20,7 @@ from typing import Any
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 from longtail.protocol import setting, shortened
-from longtail.train.run_folder import FINAL, RunFolder
+from longtail.run_folder import FINAL, RunFolder
 
 GROUPS = ("many", "medium", "few", "head", "middle", "tail")
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from longtail.config import Config, to_yaml
+from longtail.run_folder import RunFolder
 from longtail.studies import runner
-from longtail.train.run_folder import RunFolder
 
 METHOD_BONUS = {"CE": 0.0, "SimSiam": 4.0, "SupCon": 2.0}
 

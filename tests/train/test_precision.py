@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from longtail import runtime
 from longtail.config import TrainConfig
-from longtail.train import runtime
 
 CPU = torch.device("cpu")
 

@@ -199,7 +199,7 @@ def test_the_folder_records_the_resolved_precision_and_resume_keeps_it(
     idx_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``auto`` is written as what it meant where the run started; a resume elsewhere keeps it."""
-    from longtail.train import runtime
+    from longtail import runtime
 
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # a CPU with native bf16
     run = train(_cfg(idx_root, tmp_path, "train.epochs=1", "train.precision=auto"))

@@ -22,7 +22,7 @@ from longtail.io import atomic_write_text
 from longtail.protocol import shortened
 from longtail.queue.bundle import ESSENTIAL, PLOTS, SUMMARY, extract, read_summary
 from longtail.queue.spec import Entry, Queue, load_queue
-from longtail.train.run_folder import RunFolder
+from longtail.run_folder import RunFolder
 
 KEPT = "runs"  # beside the queue file: reports/results/runs/<entry id>/
 

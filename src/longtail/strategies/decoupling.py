@@ -33,7 +33,7 @@ from longtail.config import Config
 from longtail.errors import LongtailError
 from longtail.models.backbone import Backbone
 from longtail.models.heads import tau_normalize
-from longtail.train.run_folder import RunFolder
+from longtail.run_folder import RunFolder
 
 
 class LearnableWeightScaling(nn.Module):

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
 from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
 from longtail.models.heads import ProjectionHead
-from longtail.train import runtime
 
 
 def curriculum_alpha(epoch: int, epochs: int, cfg: StrategyConfig) -> float:

@@ -37,13 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.losses.kernel import masked_contrastive, mean_over_valid
 from longtail.losses.masks import cosine_logits, sample_k_positives, unit_rows
 from longtail.losses.queue import LabelledQueue
 from longtail.models.heads import ProjectionHead
 from longtail.models.momentum import MomentumEncoder
-from longtail.train import runtime
 
 
 def kcl_queue_loss(

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import SamConfig, StrategyConfig
 from longtail.losses.contrastive import InfoNCELoss, SupConLoss
 from longtail.losses.simsiam import SimSiamLoss
@@ -35,7 +36,6 @@ from longtail.models.heads import ProjectionHead
 from longtail.models.ssl_heads import SimSiamPredictor, SimSiamProjector
 from longtail.optim.sam import sam_step
 from longtail.strategies.rwsam import ExampleWeights
-from longtail.train import runtime
 
 
 class SimSiamNet(nn.Module):

@@ -19,15 +19,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from longtail import runtime
 from longtail.config import Config, load_config, to_dict
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_text
+from longtail.run_folder import FINAL, STATUS, RunFolder
 from longtail.studies.equal_size import EQUAL_SIZE
 from longtail.studies.records import merge_records
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, load_spec, split_overrides
 from longtail.studies.sweep import SWEEP
-from longtail.train import runtime
-from longtail.train.run_folder import FINAL, STATUS, RunFolder
 from longtail.train.trainer import train  # a module attribute, so tests can swap in a fake
 
 KINDS: dict[str, StudyKind] = {"sweep": SWEEP, "equal_size": EQUAL_SIZE}

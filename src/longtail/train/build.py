@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from longtail import runtime
 from longtail.config import REPRESENTATION, Config
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader
@@ -23,7 +24,6 @@ from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
 from longtail.strategies.kcl import KCLNet, KCLStep
 from longtail.strategies.rwsam import ExampleWeights
 from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
-from longtail.train import runtime
 from longtail.train.data_setup import PreparedData, input_transform
 from longtail.train.objective import Objective
 from longtail.train.probe_run import knn_summary

@@ -9,14 +9,14 @@ from typing import Any
 
 from torch import nn
 
+from longtail import runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
-from longtail.train import runtime
+from longtail.run_folder import INDEX, RunFolder
 from longtail.train.build import build_model, evaluate_model
 from longtail.train.data_setup import PreparedData, prepare_data, prepare_validation
 from longtail.train.probe_run import probe_run
-from longtail.train.run_folder import INDEX, RunFolder
 
 # Evaluation may run elsewhere (device, batch, the data's new location), never on other data.
 EVAL_OVERRIDABLE = (

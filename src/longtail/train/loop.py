@@ -9,17 +9,17 @@ from typing import Any
 
 import torch
 
+from longtail import runtime
 from longtail.config import Config
 from longtail.errors import LongtailError
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.io import atomic_torch_save
 from longtail.optim.schedules import lr_factor
-from longtail.train import runtime
+from longtail.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
 from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
 from longtail.train.probe_run import probe_run
 from longtail.train.progress import Progress
-from longtail.train.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
 
 SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
 GROUP_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")

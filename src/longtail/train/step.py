@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from longtail import runtime
 from longtail.config import SamConfig
 from longtail.optim.sam import sam_step
-from longtail.train import runtime
 
 
 class SupervisedStep:

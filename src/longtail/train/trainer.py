@@ -10,16 +10,16 @@ from typing import Any
 
 import torch
 
+from longtail import runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
+from longtail.run_folder import INDEX, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
-from longtail.train import runtime
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
-from longtail.train.run_folder import INDEX, RunFolder
 
 # What may change when a run continues: its length and where and how it runs, never what it learns.
 # The probes read the finished backbone only, so they may change too.

@@ -1,0 +1,49 @@
+"""The package's layers: the building blocks never import the trainer that assembles them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "longtail"
+# below train/: what a user imports on its own (a loss, a sampler, a model, a strategy)
+LOWER = ["data", "eval", "losses", "models", "optim", "strategies"]
+LOWER_MODULES = ["runtime.py", "run_folder.py", "dist.py", "config.py", "io.py", "errors.py"]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports (absolute names; ``from . import x`` resolved)."""
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            if node.level:
+                pytest.fail(f"{path}: relative import; the package imports absolutely")
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _lower_files() -> list[Path]:
+    files = [p for d in LOWER for p in sorted((PACKAGE / d).rglob("*.py"))]
+    return files + [PACKAGE / m for m in LOWER_MODULES]
+
+
+@pytest.mark.parametrize("path", _lower_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_lower_layers_never_import_train(path: Path) -> None:
+    upward = sorted(
+        n for n in _imports(path) if n == "longtail.train" or n.startswith("longtail.train.")
+    )
+    assert not upward, (
+        f"{path.relative_to(PACKAGE)} imports {upward[0]}: move what it needs below train/"
+    )
+
+
+def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from longtail.train import runtime\nimport longtail.train.loop\n")
+    assert {"longtail.train", "longtail.train.runtime", "longtail.train.loop"} <= _imports(bad)
