@@ -3,7 +3,8 @@
 CIFAR-10-LT r=100, ResNet-32 (option-A shortcuts, 0.46M parameters), 200 epochs:
 
 * ``ce``: the baseline recipe, batch 128, one pad-crop + flip view, cross-entropy
-  (:class:`~longtail.train.step.SupervisedStep` with plain CE, the trainer's own step).
+  (:class:`~longtail.strategies.supervised.Supervised` with plain CE through the trainer's
+  :class:`~longtail.optim.stepper.Stepper`).
 * ``hybrid``: a Hybrid-SC style step (Wang et al. CVPR 2021), batch 256: two contrastive views of a
   shuffled batch plus one pad-crop + flip view of a class-balanced batch, all 768 images in one
   backbone forward; SupCon (tau = 0.1, Khosla et al. 2020 eq. 2) on the 128-d projection
@@ -24,8 +25,9 @@ from longtail.config import StrategyConfig
 from longtail.data.augment import AugmentSpec
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
-from longtail.strategies.hybrid import HybridNet, HybridStep
-from longtail.train.step import SupervisedStep
+from longtail.optim.stepper import Stepper
+from longtail.strategies.hybrid import Hybrid, HybridNet
+from longtail.strategies.supervised import Supervised
 
 # The learning rate of LDAM-DRW's first warm-up epoch: large enough to be a real step, small
 # enough that a few steps from a random init stay finite. It does not change the time of a step.
@@ -123,18 +125,15 @@ def build_step(
     )
     model.train()
     if isinstance(model, HybridNet):
-        hybrid = HybridStep(
-            model, optimizer, nn.CrossEntropyLoss(), strategy, device, amp, True, compile
-        )
+        method = Hybrid(model, nn.CrossEntropyLoss(), strategy, compile)
+        hybrid = Stepper(method, optimizer, device, amp, channels_last=True)
         hybrid.set_epoch(0, 1)  # curriculum "fixed": alpha = workload.alpha
 
         def hybrid_step(batch: StepInput) -> Tensor:
             return hybrid((batch.views, batch.labels, batch.ce_view, batch.ce_labels), LR)
 
         return hybrid_step
-    ce = SupervisedStep(
-        model, optimizer, F.cross_entropy, device, amp, channels_last=True, compile=compile
-    )
+    ce = Stepper(Supervised(model, F.cross_entropy, compile), optimizer, device, amp, True)
     return lambda batch: ce((batch.ce_view, batch.ce_labels), LR)
 
 

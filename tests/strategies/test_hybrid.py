@@ -13,7 +13,8 @@ from data.fixtures import write_idx
 from longtail.config import StrategyConfig, load_config
 from longtail.losses import SupConLoss
 from longtail.models import create_model
-from longtail.strategies.hybrid import HybridNet, HybridStep, curriculum_alpha
+from longtail.optim.stepper import Stepper
+from longtail.strategies.hybrid import Hybrid, HybridNet, curriculum_alpha
 from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.evaluate_run import evaluate_run
@@ -56,15 +57,7 @@ def _batch() -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tens
 
 def test_losses_match_a_hand_computation() -> None:
     net, cfg = _net()
-    step = HybridStep(
-        net,
-        torch.optim.SGD(net.parameters(), lr=0.1),
-        torch.nn.CrossEntropyLoss(),
-        cfg,
-        torch.device("cpu"),
-        None,
-        False,
-    )
+    step = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg)
     batch = _batch()
     (v1, v2), y_con, x_ce, y_ce = batch
     con, ce = step.losses(batch)
@@ -79,16 +72,7 @@ def test_bn_modes_differ_only_through_batch_statistics() -> None:
     separate, cfg_s = _net(batch_norm="separate")
     separate.load_state_dict(joint.state_dict())
     steps = [
-        HybridStep(
-            n,
-            torch.optim.SGD(n.parameters(), lr=0.1),
-            torch.nn.CrossEntropyLoss(),
-            c,
-            torch.device("cpu"),
-            None,
-            False,
-        )
-        for n, c in ((joint, cfg_j), (separate, cfg_s))
+        Hybrid(n, torch.nn.CrossEntropyLoss(), c) for n, c in ((joint, cfg_j), (separate, cfg_s))
     ]
     batch = _batch()
     joint.eval(), separate.eval()  # running statistics: the two modes are the same function
@@ -102,20 +86,15 @@ def test_bn_modes_differ_only_through_batch_statistics() -> None:
 
 def test_step_weights_the_branches_by_alpha() -> None:
     net, cfg = _net("psc")
-    step = HybridStep(
-        net,
-        torch.optim.SGD(net.parameters(), lr=0.0),
-        torch.nn.CrossEntropyLoss(),
-        cfg,
-        torch.device("cpu"),
-        None,
-        False,
-    )
+    step = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg)
     step.set_epoch(1, 2)  # alpha = 1 - (1/2)^2 = 0.75
     batch = _batch()
     net.eval()
     con, ce = step.losses(batch)
-    assert torch.allclose(step(batch, lr=0.0), 0.75 * con + 0.25 * ce, atol=1e-6)
+    stepper = Stepper(
+        step, torch.optim.SGD(net.parameters(), lr=0.0), torch.device("cpu"), None, False
+    )
+    assert torch.allclose(stepper(batch, lr=0.0), 0.75 * con + 0.25 * ce, atol=1e-6)
     assert net.contrastive is not None and net.contrastive.prototypes.grad is not None
 
 
@@ -179,15 +158,7 @@ def test_hybrid_runs_evaluate_and_resume(idx_root: Path, tmp_path: Path, extra: 
 def test_pure_contrastive_stage_never_sees_the_ce_view() -> None:
     net, _ = _net()
     cfg = StrategyConfig(curriculum="fixed", fixed_alpha=1.0, proj_hidden=16, proj_dim=8)
-    step = HybridStep(
-        net,
-        torch.optim.SGD(net.parameters(), lr=0.1),
-        torch.nn.CrossEntropyLoss(),
-        cfg,
-        torch.device("cpu"),
-        None,
-        False,
-    )
+    step = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg)
     (v1, v2), y_con, x_ce, y_ce = _batch()
     nan_ce_view = torch.full_like(x_ce, float("nan"))  # would poison BN stats if it were seen
     con, ce = step.losses(([v1, v2], y_con, nan_ce_view, y_ce))

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from longtail.config import StrategyConfig, load_config
 from longtail.errors import LongtailError
 from longtail.models import create_model
-from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
+from longtail.optim.stepper import Stepper
+from longtail.strategies.kcl import KCL as KCLMethod
+from longtail.strategies.kcl import KCLNet, kcl_queue_loss
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import resume, train
 from tiny_runs import tiny_run
@@ -85,7 +87,8 @@ def _batches(n: int) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
 def test_steps_match_a_hand_computation_and_fill_the_queue() -> None:
     net, cfg = _net()
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.5, momentum=0.0)
-    step = KCLStep(net, opt, cfg, torch.device("cpu"), None, False, seed=3)
+    method = KCLMethod(net, cfg, torch.device("cpu"), seed=3)
+    step = Stepper(method, opt, torch.device("cpu"), None, False)
     draws = torch.Generator().manual_seed(3)  # the step's generator, replayed
     queue_keys, queue_y = torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)
     for t, batch in enumerate(_batches(4)):

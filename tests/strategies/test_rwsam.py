@@ -14,8 +14,9 @@ from longtail.config import SamConfig, StrategyConfig, load_config
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.optim.sample_weights import kde_weights
+from longtail.optim.stepper import Stepper
 from longtail.strategies.rwsam import ExampleWeights
-from longtail.strategies.ssl import PretrainStep, SimSiamNet
+from longtail.strategies.ssl import Pretrain, SimSiamNet
 from ssl_helpers import pooled_by_hand
 from tiny_runs import tiny_run
 
@@ -178,9 +179,8 @@ def test_pretrain_step_is_rwsam_by_hand(kind: str) -> None:
     ref = copy.deepcopy(net)
     sam = SamConfig(rho=0.5, weights=kind)
     example_weights = _weights(sam, net.backbone)
-    step = PretrainStep(
-        net, torch.optim.SGD(net.parameters(), lr=0.3), sam, example_weights, CPU, None, False
-    )
+    opt = torch.optim.SGD(net.parameters(), lr=0.3)
+    step = Stepper(Pretrain(net, example_weights), opt, CPU, None, False, sam=sam)
     batch = _views()
     w = example_weights.values[batch[2]] if kind == "label" else None
     expected_loss, first_pass_buffers = _sam_by_hand(ref, batch, w, rho=0.5, lr=0.3)
@@ -198,7 +198,9 @@ def test_weights_reach_the_perturbation() -> None:
     for net, kind in zip(nets, ("label", "none"), strict=True):
         sam = SamConfig(rho=0.5, weights=kind)
         opt = torch.optim.SGD(net.parameters(), lr=0.3)
-        PretrainStep(net, opt, sam, _weights(sam, net.backbone), CPU, None, False)(_views(), 0.3)
+        Stepper(Pretrain(net, _weights(sam, net.backbone)), opt, CPU, None, False, sam=sam)(
+            _views(), 0.3
+        )
     a, b = (dict(n.named_parameters()) for n in nets)
     assert any(not torch.allclose(a[k], b[k]) for k in a)
 

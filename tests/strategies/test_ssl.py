@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from longtail.config import StrategyConfig
 from longtail.models import create_model
-from longtail.strategies.kcl import KCLNet, KCLStep, kcl_queue_loss
+from longtail.strategies.kcl import KCL as KCLMethod
+from longtail.strategies.kcl import KCLNet, kcl_queue_loss
 from longtail.strategies.ssl import ContrastiveNet, SimSiamNet
 from longtail.train.build import TrainingParts
 from ssl_helpers import ssl_parts
@@ -169,8 +170,9 @@ def _fill_queue(parts: TrainingParts, steps: int) -> tuple[list[torch.Tensor], t
 def test_moco_step_is_infonce_over_own_key_and_queue(idx_root: Path, tmp_path: Path) -> None:
     parts = ssl_parts(idx_root, tmp_path, *MOCO, "strategy.key_momentum=0.9")
     step, net = parts.step, parts.model
-    assert isinstance(step, KCLStep) and isinstance(net, KCLNet)
-    assert step.cfg.k == 0  # built as KCL with no sampled positives (the config keeps k=6)
+    method = step.method
+    assert isinstance(method, KCLMethod) and isinstance(net, KCLNet)
+    assert method.cfg.k == 0  # built as KCL with no sampled positives (the config keeps k=6)
     (v1, v2), labels = _fill_queue(parts, 3)
     assert len(net.queue) == 48  # 3 batches of 16 keys
     queue, _ = net.queue.contents()
@@ -192,12 +194,13 @@ def test_labels_matter_for_kcl_but_not_for_moco(
 ) -> None:
     parts = ssl_parts(idx_root, tmp_path, *strategy)
     step, net = parts.step, parts.model
-    assert isinstance(step, KCLStep)
+    method = step.method
+    assert isinstance(method, KCLMethod)
     views, labels = _fill_queue(parts, 3)
-    state, draw = copy.deepcopy(net.state_dict()), step.generator.get_state()
+    state, draw = copy.deepcopy(net.state_dict()), method.generator.get_state()
     losses = []
     for y in (labels, (labels + 1) % 10):  # every image relabelled
         net.load_state_dict(state)
-        step.generator.set_state(draw)
+        method.generator.set_state(draw)
         losses.append(step.loss((views, y)).item())
     assert (losses[0] != losses[1]) == labels_matter, losses

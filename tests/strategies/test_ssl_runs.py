@@ -15,7 +15,7 @@ from longtail.data.loader import DeviceLoader
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.run_folder import RunFolder
-from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
+from longtail.strategies.ssl import ContrastiveNet, Pretrain, SimSiamNet
 from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import resume, train
@@ -134,7 +134,7 @@ def test_pretrain_step_is_built_for_simsiam_simclr_supcon(idx_root: Path, tmp_pa
         ("supcon", ContrastiveNet),
     ):
         parts = ssl_parts(idx_root, tmp_path, f"strategy.name={name}")
-        assert isinstance(parts.model, net_type) and isinstance(parts.step, PretrainStep)
+        assert isinstance(parts.model, net_type) and isinstance(parts.step.method, Pretrain)
         assert isinstance(parts.loader, DeviceLoader)
         batch: Any = next(iter(parts.loader))
         views, labels, indices = batch  # with the positions rwSAM's weights are read at

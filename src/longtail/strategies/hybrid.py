@@ -17,14 +17,13 @@ ablation (``../shared/reference/hybrid-reproduction.md``); both are here to meas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
 from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
@@ -113,69 +112,66 @@ class HybridLoader:
         self._ce_iter = None  # the CE sampler resumes its epoch in progress on the next iter()
 
 
-class HybridStep:
-    """One optimisation step of the hybrid loss; ``alpha`` is set per epoch by the curriculum."""
+class Hybrid(nn.Module):
+    """The hybrid method: ``alpha * L_con + (1 - alpha) * L_CE``, ``alpha`` set per epoch by the
+    curriculum. A batch is ``([view1, view2], y_con, x_ce, y_ce)``."""
+
+    _pooled: Callable[[Tensor], Tensor]
 
     def __init__(
-        self,
-        net: HybridNet,
-        optimizer: torch.optim.Optimizer,
-        ce_loss: nn.Module,
-        cfg: StrategyConfig,
-        device: torch.device,
-        amp: torch.dtype | None,
-        channels_last: bool,
-        compile: bool = False,
+        self, net: HybridNet, ce_loss: nn.Module, cfg: StrategyConfig, compile: bool = False
     ) -> None:
-        self.net, self.optimizer, self.ce_loss, self.cfg = net, optimizer, ce_loss, cfg
-        self.device, self.amp, self.channels_last = device, amp, channels_last
-        self.pooled = torch.compile(net.pooled) if compile else net.pooled
+        super().__init__()
+        self.net, self.ce_loss, self.cfg = net, ce_loss, cfg
+        # not a registered submodule: the compiled wrapper shares the net's parameters
+        self.__dict__["_pooled"] = torch.compile(net.pooled) if compile else net.pooled
         self.alpha = 1.0
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         self.alpha = curriculum_alpha(epoch, epochs, self.cfg)
 
-    def _layout(self, x: Tensor) -> Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+    def epoch_record(self) -> dict[str, float]:
+        return {"alpha": self.alpha}
 
-    def losses(self, batch: Any) -> tuple[Tensor, Tensor]:
-        """(L_con, L_CE) of one batch ``([view1, view2], y_con, x_ce, y_ce)``, float32 scalars."""
-        (v1, v2), y_con, x_ce, y_ce = batch
+    def _pure_contrastive(self) -> bool:
+        """Fixed alpha = 1 (two-stage stage 1): the CE view is not seen at all, so BatchNorm
+        statistics come from the instance-sampled views only."""
+        fixed = self.cfg.curriculum == "fixed" and self.cfg.fixed_alpha >= 1.0
+        return fixed and self.net.contrastive is not None
+
+    def forward(self, batch: Any) -> dict[str, Tensor]:
+        """``con`` (projections [2n, d], or logits [2n, C] for CE-CE) and ``ce`` (logits [m, C])."""
+        (v1, v2), _, x_ce, _ = batch
         n = v1.shape[0]
-        pure = self.cfg.curriculum == "fixed" and self.cfg.fixed_alpha >= 1.0
-        if pure and self.net.contrastive is not None:
-            # fixed alpha = 1 (pure contrastive, two-stage stage 1): the CE view is not seen at
-            # all, so BatchNorm statistics come from the instance-sampled views only
-            with runtime.autocast(self.amp, self.device):
-                z = self.net.projector(self.pooled(self._layout(torch.cat([v1, v2]))))
-            con = self.net.contrastive(z.float(), torch.cat([y_con, y_con]))
-            return con, torch.zeros_like(con)
-        with runtime.autocast(self.amp, self.device):
-            if self.cfg.batch_norm == "joint":
-                pooled = self.pooled(self._layout(torch.cat([v1, v2, x_ce])))
-                f_con, f_ce = pooled[: 2 * n], pooled[2 * n :]
-            else:
-                f_con = self.pooled(self._layout(torch.cat([v1, v2])))
-                f_ce = self.pooled(self._layout(x_ce))
-            ce_logits = self.net.classify(f_ce)
-            con_out = (
-                self.net.classify(f_con)
-                if self.net.contrastive is None
-                else self.net.projector(f_con)
-            )
+        if self._pure_contrastive():
+            return {"con": self.net.projector(self._pooled(torch.cat([v1, v2])))}
+        if self.cfg.batch_norm == "joint":
+            pooled = self._pooled(torch.cat([v1, v2, x_ce]))
+            f_con, f_ce = pooled[: 2 * n], pooled[2 * n :]
+        else:
+            f_con = self._pooled(torch.cat([v1, v2]))
+            f_ce = self._pooled(x_ce)
+        con = (
+            self.net.classify(f_con) if self.net.contrastive is None else self.net.projector(f_con)
+        )
+        return {"con": con, "ce": self.net.classify(f_ce)}
+
+    def branch_losses(self, out: dict[str, Tensor], batch: Any) -> tuple[Tensor, Tensor]:
+        """(L_con, L_CE), float32 scalars; L_CE is 0 when the CE view is not seen."""
+        _, y_con, _, y_ce = batch
         labels = torch.cat([y_con, y_con])
         if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
-            con = F.cross_entropy(con_out.float(), labels)
+            con = F.cross_entropy(out["con"].float(), labels)
         else:
-            con = self.net.contrastive(con_out.float(), labels)
-        return con, self.ce_loss(ce_logits.float(), y_ce)
+            con = self.net.contrastive(out["con"].float(), labels)
+        if "ce" not in out:
+            return con, torch.zeros_like(con)
+        return con, self.ce_loss(out["ce"].float(), y_ce)
 
-    def __call__(self, batch: Any, lr: float) -> Tensor:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        con, ce = self.losses(batch)
-        loss = self.alpha * con + (1.0 - self.alpha) * ce
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
+    def losses(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """(L_con, L_CE) of a batch, in float32 without autocast (tests and readouts)."""
+        return self.branch_losses(self(batch), batch)
+
+    def loss(self, out: dict[str, Tensor], batch: Any, reweighted: bool = False) -> Tensor:
+        con, ce = self.branch_losses(out, batch)
+        return self.alpha * con + (1.0 - self.alpha) * ce

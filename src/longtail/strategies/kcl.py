@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.losses.kernel import masked_contrastive, mean_over_valid
 from longtail.losses.masks import cosine_logits, sample_k_positives, unit_rows
@@ -115,42 +114,32 @@ class KCLNet(nn.Module):
         return self.backbone(x)  # type: ignore[no-any-return]
 
 
-class KCLStep:
-    """One KCL optimisation step on a batch ``([view1, view2], labels)`` of instance-sampled images."""
+class KCL(nn.Module):
+    """The KCL (and MoCo, k = 0) method on a batch ``([view1, view2], labels)`` of
+    instance-sampled images; the k-positive draw has its own seeded generator."""
 
-    def __init__(
-        self,
-        net: KCLNet,
-        optimizer: torch.optim.Optimizer,
-        cfg: StrategyConfig,
-        device: torch.device,
-        amp: torch.dtype | None,
-        channels_last: bool,
-        seed: int,
-    ) -> None:
-        self.net, self.optimizer, self.cfg = net, optimizer, cfg
-        self.device, self.amp, self.channels_last = device, amp, channels_last
-        self.generator = torch.Generator(device=device).manual_seed(seed)  # the k-positive draw
+    def __init__(self, net: KCLNet, cfg: StrategyConfig, device: torch.device, seed: int) -> None:
+        super().__init__()
+        self.net, self.cfg = net, cfg
+        self.generator = torch.Generator(device=device).manual_seed(seed)
 
-    def set_epoch(self, epoch: int, epochs: int) -> None:
-        """No per-epoch switch: KCL's loss is the same every epoch."""
+    def forward(self, batch: Any) -> tuple[Tensor, Tensor]:
+        """(queries [N, d], keys [N, d] L2-normalised, float32, no gradient).
 
-    def _layout(self, x: Tensor) -> Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def loss(self, batch: Any) -> Tensor:
-        """The KCL loss of one batch (float32 scalar); EMA-updates the key encoder, then enqueues.
-
-        Order as MoCo's forward: queries, EMA step of f_k (with the weights the last optimiser
-        step left), keys, loss against the queue as it was, then the keys join the queue.
+        Order as MoCo's forward: queries, the EMA step of f_k (with the weights the last optimiser
+        step left), then keys.
         """
-        (v1, v2), labels = batch
-        with runtime.autocast(self.amp, self.device):
-            queries = self.net.online()(self._layout(v1))
+        (v1, v2), _ = batch
+        queries = self.net.online()(v1)
         with torch.no_grad():
             self.net.key_encoder.update(self.net.online())
-            with runtime.autocast(self.amp, self.device):
-                keys = F.normalize(self.net.key_encoder(self._layout(v2)).float(), dim=1)
+            keys = F.normalize(self.net.key_encoder(v2).float(), dim=1)
+        return queries, keys
+
+    def loss(self, out: tuple[Tensor, Tensor], batch: Any, reweighted: bool = False) -> Tensor:
+        """The KCL loss against the queue as it was (float32 scalar); then the keys join it."""
+        queries, keys = out
+        labels = batch[1]
         queue_keys, queue_labels = self.net.queue.contents()
         loss = kcl_queue_loss(
             queries.float(),
@@ -165,17 +154,8 @@ class KCLStep:
         self.net.queue.enqueue(keys, labels)
         return loss
 
-    def __call__(self, batch: Any, lr: float) -> Tensor:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss = self.loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-    def state_dict(self) -> dict[str, Any]:
+    def step_state(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_step_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

@@ -28,13 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from longtail import runtime
-from longtail.config import SamConfig, StrategyConfig
+from longtail.config import StrategyConfig
 from longtail.losses.contrastive import InfoNCELoss, SupConLoss
 from longtail.losses.simsiam import SimSiamLoss
 from longtail.models.heads import ProjectionHead
 from longtail.models.ssl_heads import SimSiamPredictor, SimSiamProjector
-from longtail.optim.sam import sam_step
 from longtail.strategies.rwsam import ExampleWeights
 
 
@@ -53,11 +51,18 @@ class SimSiamNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x)  # type: ignore[no-any-return]
 
-    def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
-        """SimSiam's symmetrised loss of two views ``[B, C, H, W]``; ``weights`` [B] or None."""
+    def embed(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(p1, p2, z1, z2) [B, proj_dim] of two views ``[B, C, H, W]``, one forward each."""
         z1, z2 = (self.projector(self.backbone.forward_pooled(v)) for v in views)  # type: ignore[operator]
-        p1, p2 = self.predictor(z1), self.predictor(z2)
-        return self.criterion(p1.float(), p2.float(), z1.float(), z2.float(), weights=weights)  # type: ignore[no-any-return]
+        return self.predictor(z1), self.predictor(z2), z1, z2
+
+    def objective(self, out: tuple[Tensor, ...], labels: Tensor, weights: Tensor | None) -> Tensor:
+        """SimSiam's symmetrised loss in float32; ``weights`` [B] or None."""
+        p1, p2, z1, z2 = (t.float() for t in out)
+        return self.criterion(p1, p2, z1, z2, weights=weights)  # type: ignore[no-any-return]
+
+    def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
+        return self.objective(self.embed(views), labels, weights)
 
 
 class ContrastiveNet(nn.Module):
@@ -75,30 +80,30 @@ class ContrastiveNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x)  # type: ignore[no-any-return]
 
-    def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
-        """L_out over the 2B projections (view-major); per-anchor weights repeat ``weights`` [B]."""
+    def embed(self, views: list[Tensor]) -> Tensor:
+        """Projections [V * B, proj_dim] of the views in one forward (view-major)."""
+        return self.projector(self.backbone.forward_pooled(torch.cat(views)))  # type: ignore[no-any-return, operator]
+
+    def objective(self, z: Tensor, labels: Tensor, weights: Tensor | None) -> Tensor:
+        """L_out over the projections in float32; per-anchor weights repeat ``weights`` [B]."""
         b = labels.shape[0]
-        z = self.projector(self.backbone.forward_pooled(torch.cat(views))).float()  # type: ignore[operator]
+        views = z.shape[0] // b
         ids = labels if self.use_labels else torch.arange(b, device=labels.device)
-        anchor_weights = None if weights is None else weights.repeat(len(views))
-        return self.criterion(z, ids.repeat(len(views)), anchor_weights=anchor_weights)  # type: ignore[no-any-return]
+        anchor_weights = None if weights is None else weights.repeat(views)
+        return self.criterion(z.float(), ids.repeat(views), anchor_weights=anchor_weights)  # type: ignore[no-any-return]
+
+    def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
+        return self.objective(self.embed(views), labels, weights)
 
 
-class PretrainStep:
-    """One step of a :class:`SimSiamNet` or :class:`ContrastiveNet`: plain, SAM or rwSAM."""
+class Pretrain(nn.Module):
+    """Pre-training a :class:`SimSiamNet` or :class:`ContrastiveNet` on batches
+    ``([x1, x2], y, indices)``: plain, SAM, or rwSAM (SAM's first pass weighted per example by
+    :class:`~longtail.strategies.rwsam.ExampleWeights`)."""
 
-    def __init__(
-        self,
-        net: SimSiamNet | ContrastiveNet,
-        optimizer: torch.optim.Optimizer,
-        sam: SamConfig,
-        weights: ExampleWeights,
-        device: torch.device,
-        amp: torch.dtype | None,
-        channels_last: bool,
-    ) -> None:
-        self.net, self.optimizer, self.sam, self.weights = net, optimizer, sam, weights
-        self.device, self.amp, self.channels_last = device, amp, channels_last
+    def __init__(self, net: SimSiamNet | ContrastiveNet, weights: ExampleWeights) -> None:
+        super().__init__()
+        self.net, self.weights = net, weights
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """rwSAM's KDE weights are re-estimated here, every ``sam.refresh_every`` epochs."""
@@ -107,35 +112,16 @@ class PretrainStep:
     def epoch_record(self) -> dict[str, float]:
         return self.weights.summary() if self.weights.active else {}
 
-    def _loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
-        if self.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        with runtime.autocast(self.amp, self.device):
-            return self.net.loss(views, labels, weights).float()
+    def forward(self, batch: Any) -> Any:
+        return self.net.embed(batch[0])
 
-    def __call__(self, batch: Any, lr: float) -> Tensor:
-        views, labels, indices = batch
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        if self.sam.rho > 0:
-            weights = self.weights(indices)
-            return sam_step(
-                self.optimizer,
-                lambda: self._loss(views, labels, weights),
-                lambda: self._loss(views, labels, None),
-                rho=self.sam.rho,
-                adaptive=self.sam.adaptive,
-                eta=self.sam.eta,
-                model=self.net,
-            )
-        loss = self._loss(views, labels, None)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step()
-        return loss.detach()
+    def loss(self, out: Any, batch: Any, reweighted: bool = False) -> Tensor:
+        _, labels, indices = batch
+        weights = self.weights(indices) if reweighted else None
+        return self.net.objective(out, labels, weights)
 
-    def state_dict(self) -> dict[str, Any]:
+    def step_state(self) -> dict[str, Any]:
         return {"weights": self.weights.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_step_state(self, state: dict[str, Any]) -> None:
         self.weights.load_state_dict(state["weights"])

@@ -19,15 +19,16 @@ from longtail.losses import logit_adjust_posthoc
 from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
+from longtail.optim.stepper import Stepper
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
-from longtail.strategies.hybrid import HybridLoader, HybridNet, HybridStep
-from longtail.strategies.kcl import KCLNet, KCLStep
+from longtail.strategies.hybrid import Hybrid, HybridLoader, HybridNet
+from longtail.strategies.kcl import KCL, KCLNet
 from longtail.strategies.rwsam import ExampleWeights
-from longtail.strategies.ssl import ContrastiveNet, PretrainStep, SimSiamNet
+from longtail.strategies.ssl import ContrastiveNet, Pretrain, SimSiamNet
+from longtail.strategies.supervised import Supervised
 from longtail.train.data_setup import PreparedData, input_transform
 from longtail.train.objective import Objective
 from longtail.train.probe_run import knn_summary
-from longtail.train.step import SupervisedStep
 
 
 def augment_spec(cfg: Config) -> AugmentSpec:
@@ -75,7 +76,7 @@ class TrainingParts:
     optimizer: torch.optim.Optimizer
     loader: DeviceLoader | HybridLoader
     objective: Objective
-    step: SupervisedStep | HybridStep | KCLStep | PretrainStep
+    step: Stepper
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
@@ -94,8 +95,9 @@ class TrainingParts:
             "optimizer": self.optimizer.state_dict(),
             "loader": self.loader.state_dict(),
         }
-        if isinstance(self.step, KCLStep | PretrainStep):  # k-positive draw, rwSAM weights
-            state["step"] = self.step.state_dict()
+        step = self.step.state_dict()
+        if step is not None:  # KCL's k-positive draw, rwSAM's weights
+            state["step"] = step
         return state
 
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
@@ -104,7 +106,7 @@ class TrainingParts:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.loader.load_state_dict(state["loader"])
-            if isinstance(self.step, KCLStep | PretrainStep):
+            if self.step.state_dict() is not None:
                 self.step.load_state_dict(state["step"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -180,23 +182,13 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"
             " images: lower the batch size"
         )
-    amp = runtime.autocast_dtype(cfg.train, device)
     objective = Objective(cfg.loss, data.train_counts).to(device)
-    step: SupervisedStep | HybridStep | KCLStep | PretrainStep
+    method: nn.Module
     if isinstance(model, HybridNet):
-        step = HybridStep(
-            model,
-            optimizer,
-            objective,
-            cfg.strategy,
-            device,
-            amp,
-            cfg.train.channels_last,
-            cfg.train.compile,
-        )
+        method = Hybrid(model, objective, cfg.strategy, cfg.train.compile)
     elif isinstance(model, KCLNet):
         strategy = replace(cfg.strategy, k=0) if cfg.strategy.name == "moco" else cfg.strategy
-        step = KCLStep(model, optimizer, strategy, device, amp, cfg.train.channels_last, seed + 20)
+        method = KCL(model, strategy, device, seed + 20)
     elif isinstance(model, SimSiamNet | ContrastiveNet):
         weights = ExampleWeights(
             cfg.sam,
@@ -208,20 +200,11 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             cfg.eval.batch_size,
             (cfg.eval.many_threshold, cfg.eval.few_threshold),
         )
-        step = PretrainStep(
-            model, optimizer, cfg.sam, weights, device, amp, cfg.train.channels_last
-        )
+        method = Pretrain(model, weights)
     else:
-        step = SupervisedStep(
-            model,
-            optimizer,
-            objective,
-            device,
-            amp,
-            cfg.train.channels_last,
-            cfg.train.compile,
-            sam=cfg.sam,
-        )
+        method = Supervised(model, objective, cfg.train.compile)
+    amp = runtime.autocast_dtype(cfg.train, device)
+    step = Stepper(method, optimizer, device, amp, cfg.train.channels_last, sam=cfg.sam)
     return TrainingParts(model, optimizer, loader, objective, step, frozen)
 
 

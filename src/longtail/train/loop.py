@@ -74,12 +74,7 @@ def fit(
             "epoch_s": round(train_s, 3),
             "images_per_s": round(steps_per_epoch * cfg.train.batch_size / max(train_s, 1e-9), 1),
         }
-        alpha = getattr(parts.step, "alpha", None)
-        if alpha is not None:  # hybrid curriculum weight of this epoch
-            record["alpha"] = alpha
-        epoch_record = getattr(parts.step, "epoch_record", None)
-        if epoch_record is not None:  # rwSAM's weight statistics
-            record.update(epoch_record())
+        record.update(parts.step.epoch_record())  # the curriculum's alpha, rwSAM's weights
         if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs:
             summary = evaluate_model(model, data, cfg, device)
             record.update({k: summary[k] for k in GROUP_KEYS})

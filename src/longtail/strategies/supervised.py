@@ -1,0 +1,41 @@
+"""Supervised training of a classifier: the model's logits scored by the run's objective.
+
+The objective is any classification loss of :mod:`longtail.losses` behind
+:class:`~longtail.train.objective.Objective`'s interface (CE, focal, class-balanced, LDAM, with DRW
+weights switched per epoch): ``criterion(logits [B, C] float32, labels [B]) -> []``. With
+``sam.rho > 0`` the :class:`~longtail.optim.stepper.Stepper` takes SAM / ASAM steps of it
+(unweighted: ``reweighted`` changes nothing here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class Supervised(nn.Module):
+    """forward: ``(x [B, C, H, W], y [B]) -> logits [B, num_classes]``; loss: the criterion."""
+
+    _logits: Callable[[Tensor], Tensor]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Callable[[Tensor, Tensor], Tensor],
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        # not a registered submodule: the compiled wrapper shares model's parameters
+        self.__dict__["_logits"] = torch.compile(model) if compile else model
+
+    def forward(self, batch: Any) -> Tensor:
+        x, _ = batch
+        return self._logits(x)
+
+    def loss(self, logits: Tensor, batch: Any, reweighted: bool = False) -> Tensor:
+        return self.criterion(logits.float(), batch[1])
