@@ -30,6 +30,7 @@ from longtail.dist import (
     distributed_contrastive,
     gather_no_grad,
     gather_with_grad,
+    global_mean,
     is_distributed,
     is_main,
     rank,
@@ -107,6 +108,24 @@ def _contrastive_case(
     }
 
 
+# DRW-style class weights; rank 0's half has far more weight than rank 1's
+CLASS_WEIGHT = [0.2, 1.0, 3.0, 0.5]
+WEIGHTED_LABELS = [2, 2, 2, 1, 2, 3, 0, 0, 1, 0, 3, 0]
+
+
+def _weighted_ce_case() -> dict[str, Any]:
+    """F.cross_entropy's weighted mean on this rank's half through global_mean (DDP's average)."""
+    layer = DistributedDataParallel(_layer())
+    n = 12 // world_size()
+    rows = slice(rank() * n, (rank() + 1) * n)
+    labels = torch.tensor(WEIGHTED_LABELS)[rows]
+    weight = torch.tensor(CLASS_WEIGHT, dtype=torch.float64)
+    local = nn.functional.cross_entropy(layer(_inputs()[rows]), labels, weight=weight)
+    loss = global_mean(local, weight[labels].sum())
+    loss.backward()
+    return {"loss": loss.item(), "param_grads": [p.grad.numpy().copy() for p in layer.parameters()]}
+
+
 def _gather_case() -> dict[str, Any]:
     x = (torch.arange(6.0).reshape(3, 2) + 10 * rank()).requires_grad_()
     gathered = gather_with_grad(x)
@@ -165,6 +184,7 @@ def _worker(process: int, world: int, folder: str) -> None:
             ),
             "infonce": _contrastive_case(InfoNCELoss(temperature=0.5), INFONCE_IDS),
             "none_valid": _contrastive_case(SupConLoss(), ALL_SINGLETONS),
+            "weighted_ce": _weighted_ce_case(),
             "gather": _gather_case(),
             "queue": _queue_case(),
             "sync_bn": _sync_bn_case(),
@@ -229,6 +249,22 @@ def test_two_ranks_equal_one_full_batch(
     ranks: list[dict[str, Any]], case: str, loss_fn: nn.Module, labels: list[int]
 ) -> None:
     _assert_matches_full_batch(ranks, case, _full_batch(loss_fn, labels))
+
+
+@_mark_dist
+def test_a_weighted_mean_over_ranks_equals_the_full_batch(ranks: list[dict[str, Any]]) -> None:
+    """DRW's sum w_i l_i / sum w_i: global_mean makes two halves equal the whole batch."""
+    layer = _layer()
+    weight = torch.tensor(CLASS_WEIGHT, dtype=torch.float64)
+    loss = nn.functional.cross_entropy(
+        layer(_inputs()), torch.tensor(WEIGHTED_LABELS), weight=weight
+    )
+    loss.backward()
+    for result in ranks:
+        got = result["weighted_ce"]
+        assert got["loss"] == pytest.approx(loss.item(), abs=1e-12, rel=0)
+        for grad, p in zip(got["param_grads"], layer.parameters(), strict=True):
+            np.testing.assert_allclose(grad, p.grad.numpy(), rtol=0, atol=1e-12)
 
 
 @_mark_dist

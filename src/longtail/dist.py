@@ -165,11 +165,25 @@ def distributed_contrastive(
         self_offset=offset,
         **kwargs,
     )
-    local_valid = has_positive(labels, ref_labels, offset).sum().to(local.dtype)
-    # one collective for the value and the count: [sum of local l_i, V_r] summed over ranks
-    totals = torch.stack([local.detach() * local_valid, local_valid])
+    return global_mean(local, has_positive(labels, ref_labels, offset).sum())
+
+
+def global_mean(local: Tensor, count: Tensor) -> Tensor:
+    """The mean over the global batch, from this rank's mean ``local`` over its ``count`` items.
+
+    ``count`` is how much this rank's mean is made of: its number of valid anchors, or the sum of
+    its examples' class weights for a weighted mean (DRW's ``sum w_i l_i / sum w_i``). The value
+    is the global mean ``sum_r count_r local_r / sum_r count_r`` (the same on every rank); the
+    gradient is that of ``W * count_r * local_r / sum_r count_r``, so that DDP's averaging over the
+    W ranks gives the global mean's gradient. A global count of 0 gives 0. Identity in one process.
+    """
+    if world_size() == 1:
+        return local
+    count = count.detach().to(local.dtype)
+    # one collective for the value and the count: [sum of count_r * local_r, sum of count_r]
+    totals = torch.stack([local.detach() * count, count])
     dist.all_reduce(totals, op=dist.ReduceOp.SUM)
-    valid_total = totals[1].clamp_min(1.0)
-    objective = local * (local_valid * world_size() / valid_total)
-    value = totals[0] / valid_total
+    total = totals[1].clamp_min(torch.finfo(local.dtype).tiny)
+    objective = local * (count * world_size() / total)
+    value = totals[0] / total
     return objective + (value - objective).detach()

@@ -173,3 +173,28 @@ def test_no_host_sync_per_batch_on_cuda() -> None:
             assert all(v.device.type == "cuda" for v in views) and y.device.type == "cuda"
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.parametrize("mode", ["random", "class_balanced"])
+def test_shards_of_the_global_batch_are_the_one_process_batch(mode: str) -> None:
+    """W = 2 ranks (same seeds) keep halves of the same augmented global batch, in rank order."""
+    from longtail.launch import Shard
+
+    def stream(shard: Shard | None) -> list:  # type: ignore[type-arg]
+        images, labels = dataset()
+        sampler = IndexSampler(labels, 10, 32, mode, drop_last=True,  # type: ignore[arg-type]
+                               generator=torch.Generator().manual_seed(4))  # fmt: skip
+        augments = [
+            BatchAugment(SIMCLR, MEAN, STD, torch.Generator().manual_seed(v)) for v in (1, 2)
+        ]
+        return list(DeviceLoader(images, labels, sampler, augments, True, shard))
+
+    whole = stream(None)
+    halves = [stream(Shard(rank, 2)) for rank in (0, 1)]
+    assert len(halves[0]) == len(halves[1]) == len(whole) > 1
+    for (views, y, idx), *parts in zip(whole, *halves, strict=True):
+        assert all(p[1].shape == (16,) for p in parts)
+        assert torch.equal(torch.cat([p[1] for p in parts]), y)
+        assert torch.equal(torch.cat([p[2] for p in parts]), idx)
+        for v in range(2):
+            assert torch.equal(torch.cat([p[0][v] for p in parts]), views[v])

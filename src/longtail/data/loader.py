@@ -15,6 +15,7 @@ import torch
 from longtail.data.augment import BatchAugment, channel_stats, normalize
 from longtail.data.samplers import IndexSampler
 from longtail.errors import LongtailError
+from longtail.launch import Shard
 
 Batch = (
     tuple[torch.Tensor, torch.Tensor]
@@ -48,6 +49,11 @@ class DeviceLoader:
     carries the int64 [B] positions of its images in ``images`` (per-example weights, rwSAM).
     Everything stays on ``images.device``. Nothing is prefetched, so ``state_dict`` between batches
     resumes exactly at the next one.
+
+    ``shard`` (data parallelism, :mod:`longtail.launch`): every rank draws the same seeded global
+    batch and augments it whole, then keeps its own ``shard.rows`` -- so W ranks together see
+    exactly the batch one process would, whatever the sampler and augmentation draw. Each rank
+    augments W times its share: cheap next to the model on the small images this loader holds.
     """
 
     def __init__(
@@ -57,6 +63,7 @@ class DeviceLoader:
         sampler: IndexSampler,
         augments: Sequence[BatchAugment],
         with_indices: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise LongtailError(
@@ -80,6 +87,7 @@ class DeviceLoader:
         self.sampler = sampler
         self.augments = list(augments)
         self.with_indices = with_indices
+        self.shard = shard if shard is not None and shard.world > 1 else None
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -91,6 +99,10 @@ class DeviceLoader:
             views = (
                 self.augments[0](x) if len(self.augments) == 1 else [a(x) for a in self.augments]
             )
+            if self.shard is not None:
+                rows = self.shard.rows(len(idx))
+                views = views[rows] if isinstance(views, torch.Tensor) else [v[rows] for v in views]
+                y, idx = y[rows], idx[rows]
             yield (views, y, idx) if self.with_indices else (views, y)  # type: ignore[misc]
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.config import LossConfig
+from longtail.dist import global_mean
 from longtail.losses import (
     BalancedSoftmaxLoss,
     ClassBalancedLoss,
@@ -67,7 +68,14 @@ class Objective(nn.Module):
             self.loss.to(device)
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss of this process's batch; under DDP, a DRW-weighted mean is made global
+        (``sum w_i l_i / sum w_i`` over every rank's examples, :func:`longtail.dist.global_mean`).
+        Unweighted means need nothing: every rank holds the same number of examples."""
         if self.loss is None:
             weight = None if self.weight is None else self.weight.to(logits.dtype)
-            return F.cross_entropy(logits, labels, weight=weight)
-        return self.loss(logits, labels)
+            local = F.cross_entropy(logits, labels, weight=weight)
+        else:
+            local = self.loss(logits, labels)
+        if self.weight is None or not isinstance(self.loss, FocalLoss | LDAMLoss | None):
+            return local
+        return global_mean(local, self.weight.to(logits.dtype)[labels].sum())

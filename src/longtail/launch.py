@@ -1,0 +1,95 @@
+"""Data-parallel launch under ``torchrun``: the process group and this rank's device.
+
+``torchrun --nproc_per_node=N -m longtail train RECIPE`` sets ``RANK``, ``LOCAL_RANK`` and
+``WORLD_SIZE`` (multi-node: its own ``--nnodes``/``--rdzv-*`` flags). :func:`start` reads them,
+joins the default process group (NCCL on CUDA, gloo on CPU) and gives each rank its device:
+``cuda:LOCAL_RANK`` on a GPU machine, the CPU otherwise. Without those variables (a plain
+``longtail train``) nothing is initialised and the run is one process.
+
+``train.batch_size`` stays the *global* batch the papers state; each rank takes
+``batch_size / W`` of every batch (:func:`local_batch`), cut from the one seeded global batch that
+a single process would draw (:class:`longtail.data.loader.DeviceLoader` with ``shard``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from longtail.errors import LongtailError
+
+TIMEOUT = dt.timedelta(minutes=10)  # a collective that waits longer means a rank died
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among ``world`` ranks (``rank`` 0 of 1 in a plain run)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, n: int) -> slice:
+        """This rank's rows of a global batch of ``n`` (``n`` divisible by ``world``)."""
+        size = n // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+
+def requested() -> bool:
+    """True when torchrun (or another launcher) asks for more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(device: torch.device) -> tuple[torch.device, Shard]:
+    """Join the process group torchrun describes; return (this rank's device, its shard).
+
+    ``device`` is the run's resolved ``train.device``: on CUDA each rank takes ``cuda:LOCAL_RANK``.
+    A plain run returns ``(device, Shard())`` untouched. Idempotent within a process.
+    """
+    if not requested():
+        return device, Shard()
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local >= torch.cuda.device_count():
+            raise LongtailError(
+                f"LOCAL_RANK={local} but {torch.cuda.device_count()} GPUs are visible: start at"
+                " most one process per GPU (torchrun --nproc_per_node)"
+            )
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend, timeout=TIMEOUT)
+        except (RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LongtailError(
+                f"cannot join the {backend} process group ({first}): launch with torchrun"
+            ) from None
+    if dist.get_world_size() != world:
+        raise LongtailError(f"WORLD_SIZE={world} but the process group has {dist.get_world_size()}")
+    return device, Shard(dist.get_rank(), world)
+
+
+def local_batch(batch_size: int, shard: Shard) -> int:
+    """The per-rank batch of a global ``batch_size``; a clear error when it does not divide."""
+    if batch_size % shard.world:
+        raise LongtailError(
+            f"train.batch_size={batch_size} does not split over {shard.world} processes: use a"
+            f" multiple of {shard.world} (it is the global batch)"
+        )
+    return batch_size // shard.world
+
+
+def stop() -> None:
+    """Leave the process group (end of a torchrun run); nothing in a plain run."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
