@@ -9,6 +9,7 @@ exits gives FileNotFoundError in the parent).
 
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import pickle
@@ -152,11 +153,43 @@ def _queue_case() -> dict[str, Any]:
 
 def _sync_bn_case() -> dict[str, Any]:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.BatchNorm1d(2))
+    on_gpu = convert_sync_batchnorm(copy.deepcopy(model), "cuda")  # construct only
     on_cpu = convert_sync_batchnorm(model, "cpu")
-    on_gpu = convert_sync_batchnorm(model, "cuda")  # construct only: no forward on CPU
     return {
-        "cpu_is_same": on_cpu is model,
+        "cpu_types": [type(m).__name__ for m in on_cpu.modules()],
         "gpu_types": [type(m).__name__ for m in on_gpu.modules()],
+    }
+
+
+def _bn_net() -> nn.Module:
+    """The same float64 conv -> BN -> ReLU -> pool -> linear -> BN1d in every process."""
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3, momentum=0.3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 4), nn.BatchNorm1d(4))  # fmt: skip
+    return net.double()
+
+
+def _bn_images() -> Tensor:
+    return (
+        3
+        * torch.randn(12, 2, 5, 5, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+        + 1
+    )
+
+
+def _gathered_bn_case() -> dict[str, Any]:
+    """Two steps of this rank's half through GatheredBatchNorm under DDP."""
+    net = convert_sync_batchnorm(_bn_net(), "cpu")
+    model = DistributedDataParallel(net)
+    n = 12 // world_size()
+    rows = slice(rank() * n, (rank() + 1) * n)
+    out = model(_bn_images()[rows])
+    (out * torch.arange(4.0, dtype=torch.float64)).pow(2).mean().backward()
+    model(_bn_images()[rows] * 0.5)  # a second batch moves the running statistics again
+    return {
+        "out": out.detach().numpy().copy(),
+        "param_grads": [p.grad.numpy().copy() for p in net.parameters()],
+        "buffers": {k: b.numpy().copy() for k, b in net.state_dict().items() if "running" in k},
     }
 
 
@@ -188,6 +221,7 @@ def _worker(process: int, world: int, folder: str) -> None:
             "gather": _gather_case(),
             "queue": _queue_case(),
             "sync_bn": _sync_bn_case(),
+            "gathered_bn": _gathered_bn_case(),
         }
     finally:
         # a DDP wrapper sits in a reference cycle; freed after the group is gone (at exit), it
@@ -268,6 +302,26 @@ def test_a_weighted_mean_over_ranks_equals_the_full_batch(ranks: list[dict[str, 
 
 
 @_mark_dist
+def test_gathered_batchnorm_over_two_ranks_is_batchnorm_over_the_whole_batch(
+    ranks: list[dict[str, Any]],
+) -> None:
+    """Outputs, parameter gradients (after DDP's average) and running statistics, in float64."""
+    net = _bn_net()
+    out = net(_bn_images())
+    (out * torch.arange(4.0, dtype=torch.float64)).pow(2).mean().backward()
+    net(_bn_images() * 0.5)
+    for process, result in enumerate(ranks):
+        got = result["gathered_bn"]
+        np.testing.assert_allclose(got["out"], out.detach().numpy()[process * 6 : (process + 1) * 6],
+                                   rtol=0, atol=1e-12)  # fmt: skip
+        for grad, p in zip(got["param_grads"], net.parameters(), strict=True):
+            np.testing.assert_allclose(grad, p.grad.numpy(), rtol=0, atol=1e-12)
+        for key, value in net.state_dict().items():
+            if "running" in key:
+                np.testing.assert_allclose(got["buffers"][key], value.numpy(), rtol=0, atol=1e-12)
+
+
+@_mark_dist
 def test_plain_local_mean_is_wrong_with_unequal_valid_counts(ranks: list[dict[str, Any]]) -> None:
     """The SupCon batch really needs the helper's scaling (else the test above proves little)."""
     expected = _full_batch(SupConLoss(temperature=0.1), SUPCON_LABELS)
@@ -302,7 +356,7 @@ def test_rank_helpers_gather_queue_and_sync_bn(ranks: list[dict[str, Any]]) -> N
         assert len(gather["errors"]) == 2
         assert all("[(3, 2), (4, 2)]" in e and "drop_last" in e for e in gather["errors"])
         assert result["queue"]["labels"] == [5, 1, 2, 3, 4]  # 6 keys into 5 slots: 0 overwritten
-        assert result["sync_bn"]["cpu_is_same"]
+        assert result["sync_bn"]["cpu_types"].count("GatheredBatchNorm") == 2
         assert result["sync_bn"]["gpu_types"].count("SyncBatchNorm") == 2
     np.testing.assert_array_equal(ranks[0]["queue"]["keys"], ranks[1]["queue"]["keys"])
 
