@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,19 +36,26 @@ def _split_recipe(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_train(args: list[str]) -> None:
+    """``longtail train`` (also under ``torchrun``: every rank runs this; rank 0 prints)."""
+    from longtail import launch
     from longtail.config import load_config
     from longtail.train.trainer import resume, train
 
     recipe, overrides = _split_recipe(args)
     runs = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
-    if runs:
-        # The run folder's saved config defines the run; the recipe, if given, is not re-read.
-        rest = [o for o in overrides if not o.startswith("resume=")]
-        print(resume(runs[-1], rest))
-        return
-    if recipe is None:
+    if not runs and recipe is None:
         raise LongtailError("longtail train needs a recipe: longtail train recipes/demo.yaml")
-    print(train(load_config(recipe, overrides)))
+    try:
+        if runs:
+            # The run folder's saved config defines the run; the recipe, if given, is not re-read.
+            rest = [o for o in overrides if not o.startswith("resume=")]
+            path = resume(runs[-1], rest)
+        else:
+            path = train(load_config(recipe, overrides))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(path)
+    finally:
+        launch.stop()
 
 
 def cmd_eval(args: list[str]) -> None:

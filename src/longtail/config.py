@@ -119,6 +119,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
     progress: bool = True
+    sync_bn: bool = True  # under torchrun (W > 1): BatchNorm over the global batch, as one process
 
 
 @dataclass
@@ -167,6 +168,7 @@ class SamConfig:
     bandwidth: float | None = None  # kde: Gaussian bandwidth on unit features; None: kNN median
     neighbors: int = 10  # kde: the bandwidth is the median distance to the N-th neighbour
     max_weight: float = 10.0  # kde: weights clipped at this multiple of their mean
+    sync_first: bool = True  # under torchrun: synchronise the perturbation pass's gradients too
 
 
 @dataclass

@@ -7,7 +7,7 @@ joins the default process group (NCCL on CUDA, gloo on CPU) and gives each rank 
 ``longtail train``) nothing is initialised and the run is one process.
 
 ``train.batch_size`` stays the *global* batch the papers state; each rank takes
-``batch_size / W`` of every batch (:func:`local_batch`), cut from the one seeded global batch that
+``batch_size / W`` of every batch (:meth:`Shard.rows`), cut from the one seeded global batch that
 a single process would draw (:class:`longtail.data.loader.DeviceLoader` with ``shard``).
 """
 
@@ -79,14 +79,22 @@ def start(device: torch.device) -> tuple[torch.device, Shard]:
     return device, Shard(dist.get_rank(), world)
 
 
-def local_batch(batch_size: int, shard: Shard) -> int:
-    """The per-rank batch of a global ``batch_size``; a clear error when it does not divide."""
-    if batch_size % shard.world:
-        raise LongtailError(
-            f"train.batch_size={batch_size} does not split over {shard.world} processes: use a"
-            f" multiple of {shard.world} (it is the global batch)"
-        )
-    return batch_size // shard.world
+def share(value: str, shard: Shard) -> str:
+    """Rank 0's ``value`` on every rank (the run folder only rank 0 creates)."""
+    if shard.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def mean_over_ranks(x: torch.Tensor, shard: Shard) -> torch.Tensor:
+    """The mean of ``x`` over the ranks (a loss readout: each rank's local mean -> the global)."""
+    if shard.world == 1:
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total / shard.world
 
 
 def stop() -> None:

@@ -25,7 +25,7 @@ import torch
 
 from longtail.config import Config, from_dict, read_yaml_mapping
 from longtail.errors import LongtailError
-from longtail.io import atomic_write_json, atomic_write_text
+from longtail.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 CONFIG = "config.yaml"
 INDEX = "lt_index.json"
@@ -39,10 +39,15 @@ CHECKPOINT_KEYS = ("model", "optimizer", "loader", "rng", "epoch", "history")
 
 
 class RunFolder:
-    """Paths and writers of one run folder."""
+    """Paths and writers of one run folder.
 
-    def __init__(self, path: Path) -> None:
+    ``writes=False`` (the ranks other than 0 of a torchrun run) reads as usual and writes nothing:
+    one run, one folder, one writer.
+    """
+
+    def __init__(self, path: Path, writes: bool = True) -> None:
         self.path = path
+        self.writes = writes
 
     @classmethod
     def create(cls, out_dir: str | Path, name: str) -> RunFolder:
@@ -96,16 +101,24 @@ class RunFolder:
 
     def clear_results(self) -> None:
         """Remove what only a completed run may hold, before the run continues."""
+        if not self.writes:
+            return
         for name in (FINAL, PLOT, PROBE_PLOT):
             self.file(name).unlink(missing_ok=True)
 
     def write_config(self, text: str) -> None:
+        if not self.writes:
+            return
         atomic_write_text(self.file(CONFIG), text)
 
     def write_status(self, state: str, **extra: Any) -> None:
+        if not self.writes:
+            return
         atomic_write_json(self.file(STATUS), {"state": state, "time": time.time(), **extra})
 
     def append_metrics(self, record: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         with self.file(METRICS).open("a") as f:
             f.write(json.dumps(record, allow_nan=False) + "\n")
             f.flush()
@@ -127,8 +140,17 @@ class RunFolder:
 
     def truncate_metrics(self, epochs_done: int) -> None:
         """Drop records of epochs past the checkpoint (they will be re-run on resume)."""
+        if not self.writes:
+            return
         kept = [r for r in self.read_metrics() if r["epoch"] <= epochs_done]
         atomic_write_text(self.file(METRICS), "".join(json.dumps(r) + "\n" for r in kept))
 
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """The state after an epoch, written atomically (a kill mid-write keeps the last one)."""
+        if self.writes:
+            atomic_torch_save(self.file(CHECKPOINT), state)
+
     def write_final(self, record: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         atomic_write_json(self.file(FINAL), record)

@@ -84,6 +84,12 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> TrainConfig:
     return replace(cfg, precision="fp32" if autocast_dtype(cfg, device) is None else "bf16")
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 for a loss (outputs of a bf16 autocast forward), or as it is when already
+    wider (float64: the numeric checks that train in double precision)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContextManager[Any]:
     if dtype is None:
         return nullcontext()

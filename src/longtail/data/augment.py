@@ -363,10 +363,11 @@ class BatchAugment:
         return tuple(v > 0 and (k < 2 or colour) for k, v in enumerate(self.spec.jitter))
 
     def apply(self, x: torch.Tensor, p: AugmentParams) -> torch.Tensor:
-        """Apply drawn parameters to uint8 [B, C, H, W]; returns normalised float32 [B, C, H, W]."""
+        """Apply drawn parameters to uint8 [B, C, H, W]; returns normalised [B, C, H, W] in the
+        default dtype (float32; float64 where a numeric check sets it)."""
         if p.top is not None and p.left is not None:
             x = pad_crop_flip(x, p.top, p.left, p.flip, self.spec.padding, self.spec.pad_mode)
-        out = x.to(torch.float32).div_(255)
+        out = x.to(torch.get_default_dtype()).div_(255)
         if p.box is not None:
             out = resized_crop_flip(out, p.box, p.flip)
         elif p.flip is not None and self.spec.crop == "none":

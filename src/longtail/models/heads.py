@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.errors import LongtailError
+from longtail.runtime import at_least_fp32
 
 CLASSIFIER_KINDS: tuple[str, ...] = ("linear", "cosine")
 
@@ -47,7 +48,9 @@ class NormedLinear(nn.Module):
         # float32 even under autocast: LDAM multiplies these cosines by s = 30, and bf16's
         # rounding (~4e-3) would then be ~0.1 logit of noise against margins of a few logits
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return F.linear(F.normalize(x.float(), dim=1), F.normalize(self.weight.float(), dim=1))
+            return F.linear(
+                F.normalize(at_least_fp32(x), dim=1), F.normalize(at_least_fp32(self.weight), dim=1)
+            )
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"

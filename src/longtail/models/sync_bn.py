@@ -27,8 +27,11 @@ class GatheredBatchNorm(_BatchNorm):
     ``y = (x - mu) / sqrt(var + eps) * weight + bias``; the running statistics move as
     ``nn.BatchNorm`` moves them, with the unbiased variance ``var * N / (N - 1)``, N = W * n.
     The gradient reaches every rank's inputs through the gathered statistics, so after DDP's
-    averaging it is the single-process gradient. In evaluation, or in one process, it is exactly
-    the ``nn.BatchNorm`` forward. Shapes: [B, C] or [B, C, ...spatial].
+    averaging it is the single-process gradient. In evaluation it is the ``nn.BatchNorm`` forward.
+    In training it always computes element-wise (one process too: the gather is then the
+    identity), so W ranks and one process of this layer round alike; torch's fused kernel rounds
+    differently (1e-7 relative), which a large loss scale (LDAM's s = 30) can grow to 1e-5 in a few
+    steps. Shapes: [B, C] or [B, C, ...spatial].
     """
 
     def _check_input_dim(self, x: Tensor) -> None:
@@ -36,7 +39,7 @@ class GatheredBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or dist.world_size() == 1:
+        if not self.training:
             return super().forward(x)
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
@@ -64,7 +67,9 @@ class GatheredBatchNorm(_BatchNorm):
         unbiased = var * (total / max(total - 1, 1))
         with torch.no_grad():
             self.running_mean.mul_(1 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-            self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+            self.running_var.mul_(1 - factor).add_(
+                unbiased.to(self.running_var.dtype), alpha=factor
+            )
 
 
 def to_gathered(model: nn.Module) -> nn.Module:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
 from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
@@ -161,12 +162,12 @@ class Hybrid(nn.Module):
         _, y_con, _, y_ce = batch
         labels = torch.cat([y_con, y_con])
         if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
-            con = F.cross_entropy(out["con"].float(), labels)
+            con = F.cross_entropy(runtime.at_least_fp32(out["con"]), labels)
         else:
-            con = self.net.contrastive(out["con"].float(), labels)
+            con = self.net.contrastive(runtime.at_least_fp32(out["con"]), labels)
         if "ce" not in out:
             return con, torch.zeros_like(con)
-        return con, self.ce_loss(out["ce"].float(), y_ce)
+        return con, self.ce_loss(runtime.at_least_fp32(out["ce"]), y_ce)
 
     def losses(self, batch: Any) -> tuple[Tensor, Tensor]:
         """(L_con, L_CE) of a batch, in float32 without autocast (tests and readouts)."""

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.losses.kernel import masked_contrastive, mean_over_valid
 from longtail.losses.masks import cosine_logits, sample_k_positives, unit_rows
@@ -133,7 +134,7 @@ class KCL(nn.Module):
         queries = self.net.online()(v1)
         with torch.no_grad():
             self.net.key_encoder.update(self.net.online())
-            keys = F.normalize(self.net.key_encoder(v2).float(), dim=1)
+            keys = F.normalize(runtime.at_least_fp32(self.net.key_encoder(v2)), dim=1)
         return queries, keys
 
     def loss(self, out: tuple[Tensor, Tensor], batch: Any, reweighted: bool = False) -> Tensor:
@@ -142,7 +143,7 @@ class KCL(nn.Module):
         labels = batch[1]
         queue_keys, queue_labels = self.net.queue.contents()
         loss = kcl_queue_loss(
-            queries.float(),
+            runtime.at_least_fp32(queries),
             labels,
             keys,
             queue_keys,

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.losses.contrastive import InfoNCELoss, SupConLoss
 from longtail.losses.simsiam import SimSiamLoss
@@ -58,7 +59,7 @@ class SimSiamNet(nn.Module):
 
     def objective(self, out: tuple[Tensor, ...], labels: Tensor, weights: Tensor | None) -> Tensor:
         """SimSiam's symmetrised loss in float32; ``weights`` [B] or None."""
-        p1, p2, z1, z2 = (t.float() for t in out)
+        p1, p2, z1, z2 = (runtime.at_least_fp32(t) for t in out)
         return self.criterion(p1, p2, z1, z2, weights=weights)  # type: ignore[no-any-return]
 
     def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
@@ -90,7 +91,9 @@ class ContrastiveNet(nn.Module):
         views = z.shape[0] // b
         ids = labels if self.use_labels else torch.arange(b, device=labels.device)
         anchor_weights = None if weights is None else weights.repeat(views)
-        return self.criterion(z.float(), ids.repeat(views), anchor_weights=anchor_weights)  # type: ignore[no-any-return]
+        return self.criterion(
+            runtime.at_least_fp32(z), ids.repeat(views), anchor_weights=anchor_weights
+        )  # type: ignore[no-any-return]
 
     def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
         return self.objective(self.embed(views), labels, weights)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail import runtime
+
 
 class Supervised(nn.Module):
     """forward: ``(x [B, C, H, W], y [B]) -> logits [B, num_classes]``; loss: the criterion."""
@@ -38,4 +40,4 @@ class Supervised(nn.Module):
         return self._logits(x)
 
     def loss(self, logits: Tensor, batch: Any, reweighted: bool = False) -> Tensor:
-        return self.criterion(logits.float(), batch[1])
+        return self.criterion(runtime.at_least_fp32(logits), batch[1])

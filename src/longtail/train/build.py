@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -15,9 +15,11 @@ from longtail.data.loader import DeviceLoader
 from longtail.data.samplers import IndexSampler
 from longtail.errors import LongtailError
 from longtail.eval.predict import evaluate
+from longtail.launch import Shard
 from longtail.losses import logit_adjust_posthoc
 from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.registry import create_model
+from longtail.models.sync_bn import convert_sync_batchnorm
 from longtail.optim.param_groups import param_groups
 from longtail.optim.stepper import Stepper
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
@@ -78,6 +80,7 @@ class TrainingParts:
     objective: Objective
     step: Stepper
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
+    shard: Shard = field(default_factory=Shard)  # this process's rank among W (torchrun)
 
     def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
         """Per-epoch switches: DRW class weights, DRS sampling, progressive sampling's t/T."""
@@ -113,11 +116,62 @@ class TrainingParts:
             raise LongtailError(f"{source} does not fit this run ({first}): start anew") from None
 
 
-def build_training(cfg: Config, data: PreparedData, device: torch.device) -> TrainingParts:
-    """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step."""
+# methods whose W-rank steps are tested equal to one process's (the rest gather or normalise
+# across ranks in ways not written yet: refused under torchrun rather than silently different)
+PARALLEL_STRATEGIES = ("supervised",)
+
+
+def check_parallel(cfg: Config, shard: Shard) -> None:
+    """One line when this run cannot be split over ``shard.world`` ranks as it is configured."""
+    if shard.world == 1:
+        return
+    if cfg.strategy.name not in PARALLEL_STRATEGIES:
+        raise LongtailError(
+            f"strategy.name={cfg.strategy.name} does not run under torchrun yet (its contrastive"
+            " batch or queue is not gathered across ranks): run it as one process"
+        )
+    if cfg.train.batch_size % shard.world:
+        raise LongtailError(
+            f"train.batch_size={cfg.train.batch_size} does not split over {shard.world} processes:"
+            f" use a multiple of {shard.world} (it is the global batch)"
+        )
+
+
+def data_parallel(method: nn.Module, device: torch.device) -> nn.Module:
+    """``method`` in DistributedDataParallel: its backward averages the gradients over ranks.
+
+    Buffers are not broadcast (global BatchNorm keeps them equal on every rank; without it each
+    rank keeps its own and rank 0's are saved); the graph is static, so parameters a method never
+    uses (a stage-1 classifier) are allowed.
+    """
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # torch 2.13 renames broadcast_buffers (2.11, the GPU image, knows only the old name)
+    known = inspect.signature(DistributedDataParallel.__init__).parameters
+    buffers = "forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers"
+    options: dict[str, Any] = {buffers: False, "static_graph": True}
+    return DistributedDataParallel(method, device_ids=ids, **options)
+
+
+def build_training(
+    cfg: Config, data: PreparedData, device: torch.device, shard: Shard | None = None
+) -> TrainingParts:
+    """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step.
+
+    With a ``shard`` of W > 1 ranks (torchrun): BatchNorm over the global batch
+    (``train.sync_bn``), loaders that cut this rank's rows from the global batch, and the method
+    wrapped in DistributedDataParallel, so that W ranks take the steps one process would.
+    """
+    shard = shard or Shard()
+    check_parallel(cfg, shard)
     runtime.seed_everything(cfg.train.seed)
     model = build_model(cfg, data, device)
     frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
+    if cfg.train.sync_bn:  # a no-op in one process
+        model = convert_sync_batchnorm(model, device)
     optimizer = torch.optim.SGD(
         param_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay_1d),
         lr=cfg.optim.lr,
@@ -155,12 +209,14 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
                 data.train_labels,
                 sampler(cfg.strategy.contrastive_sampler, seed, cut),
                 views,
+                shard=shard,
             ),
             DeviceLoader(
                 data.train_images,
                 data.train_labels,
                 sampler(cfg.strategy.ce_sampler, seed + 10, None),
                 [augment(plain, seed + 11)],
+                shard=shard,
             ),
         )
     elif cfg.strategy.name in REPRESENTATION:  # two views of one instance-sampled batch
@@ -171,11 +227,16 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
             sampler("random", seed, cut),
             views,
             with_indices=not isinstance(model, KCLNet),  # rwSAM's per-example weights
+            shard=shard,
         )
     else:
         images, labels = data.train_images, data.train_labels
         loader = DeviceLoader(
-            images, labels, sampler(cfg.train.sampler, seed, cut), [augment(spec, seed + 1)]
+            images,
+            labels,
+            sampler(cfg.train.sampler, seed, cut),
+            [augment(spec, seed + 1)],
+            shard=shard,
         )
     if len(loader) == 0:
         raise LongtailError(
@@ -204,8 +265,17 @@ def build_training(cfg: Config, data: PreparedData, device: torch.device) -> Tra
     else:
         method = Supervised(model, objective, cfg.train.compile)
     amp = runtime.autocast_dtype(cfg.train, device)
-    step = Stepper(method, optimizer, device, amp, cfg.train.channels_last, sam=cfg.sam)
-    return TrainingParts(model, optimizer, loader, objective, step, frozen)
+    step = Stepper(
+        method,
+        optimizer,
+        device,
+        amp,
+        cfg.train.channels_last,
+        sam=cfg.sam,
+        forward_module=data_parallel(method, device) if shard.world > 1 else None,
+        sam_sync_first=cfg.sam.sync_first,
+    )
+    return TrainingParts(model, optimizer, loader, objective, step, frozen, shard)
 
 
 def evaluate_model(

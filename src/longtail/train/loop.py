@@ -1,4 +1,9 @@
-"""The epoch loop: steps, host syncs every few steps, evaluation, metrics, checkpoint each epoch."""
+"""The epoch loop: steps, host syncs every few steps, evaluation, metrics, checkpoint each epoch.
+
+Under torchrun every rank steps; rank 0 alone evaluates (the whole test set on one device: the
+single-process numbers exactly, at the cost of the other ranks waiting for it), prints and writes.
+The loss readout is the mean over ranks, i.e. the global batch's loss.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,12 @@ from typing import Any
 
 import torch
 
-from longtail import runtime
+from longtail import launch, runtime
 from longtail.config import Config
 from longtail.errors import LongtailError
 from longtail.eval.plots import plot_per_class_accuracy
-from longtail.io import atomic_torch_save
 from longtail.optim.schedules import lr_factor
-from longtail.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
+from longtail.run_folder import PLOT, PROBE_PLOT, RunFolder
 from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
 from longtail.train.probe_run import probe_run
@@ -42,12 +46,12 @@ def fit(
     t_start = time.perf_counter()
     history = {"train_s": 0.0, "wall_s": 0.0} if history is None else history
     wall_before = history["wall_s"]
-    model, loader = parts.model, parts.loader
+    model, loader, shard = parts.model, parts.loader, parts.shard
     steps_per_epoch, epochs = len(loader), cfg.train.epochs
     progress = Progress(
         total=(epochs - start_epoch) * steps_per_epoch,
         batch_size=cfg.train.batch_size,
-        enabled=cfg.train.progress,
+        enabled=cfg.train.progress and shard.main,
     )
     summary: dict[str, Any] = {}
     for epoch in range(start_epoch, epochs):
@@ -61,7 +65,7 @@ def fit(
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
             loss_sum += parts.step(batch, lr)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
-                mean_loss = loss_sum.item() / (i + 1)
+                mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
                 _check_finite(mean_loss, epoch, run)
                 progress.update(i + 1 - progress.epoch_steps, epoch, epochs, mean_loss)
         train_s = time.perf_counter() - t0
@@ -70,12 +74,13 @@ def fit(
             "epoch": epoch + 1,
             "step": (epoch + 1) * steps_per_epoch,
             "lr": lr,
-            "train_loss": loss_sum.item() / steps_per_epoch,
+            "train_loss": launch.mean_over_ranks(loss_sum, shard).item() / steps_per_epoch,
             "epoch_s": round(train_s, 3),
             "images_per_s": round(steps_per_epoch * cfg.train.batch_size / max(train_s, 1e-9), 1),
         }
         record.update(parts.step.epoch_record())  # the curriculum's alpha, rwSAM's weights
-        if (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs:
+        evaluate_now = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs
+        if evaluate_now and shard.main:  # rank 0 alone, on the whole test set (module docstring)
             summary = evaluate_model(model, data, cfg, device)
             record.update({k: summary[k] for k in GROUP_KEYS})
             if history.get("best_top1") is None or summary["top1"] > history["best_top1"]:
@@ -90,8 +95,10 @@ def fit(
             "epoch": epoch + 1,
             "history": history,
         }
-        atomic_torch_save(run.file(CHECKPOINT), checkpoint)
+        run.save_checkpoint(checkpoint)
     progress.close()
+    if not shard.main:
+        return {}
     if not summary:  # a resumed run whose epochs were all done: evaluate the checkpoint
         summary = evaluate_model(model, data, cfg, device)
     plot_per_class_accuracy(

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from longtail import runtime
+from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
 from longtail.run_folder import INDEX, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
-from longtail.train.build import TrainingParts, build_training
+from longtail.train.build import TrainingParts, build_training, check_parallel
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
@@ -34,14 +34,18 @@ def train(cfg: Config) -> Path:
     """
     cfg = _with_source_subset(cfg)
     runtime.set_threads(cfg.train.threads)
-    device = runtime.resolve_device(cfg.train.device)
+    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
     cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
+    check_parallel(cfg, shard)
     data = prepare_data(cfg.data, device)
     check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
-    parts = build_training(cfg, data, device)
-    run = RunFolder.create(cfg.out_dir, cfg.name)
-    run.write_config(to_yaml(cfg))
-    atomic_write_json(run.file(INDEX), data.index_record)
+    parts = build_training(cfg, data, device, shard)
+    if shard.main:  # one run, one folder: rank 0 creates it and tells the others where it is
+        run = RunFolder.create(cfg.out_dir, cfg.name)
+        run.write_config(to_yaml(cfg))
+        atomic_write_json(run.file(INDEX), data.index_record)
+    path = launch.share(str(run.path) if shard.main else "", shard)
+    run = run if shard.main else RunFolder(Path(path), writes=False)
     return _run(cfg, data, device, run, parts, 0, None)
 
 
@@ -78,16 +82,17 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
             " pass train.epochs >= that to continue"
         )
     runtime.set_threads(cfg.train.threads)
-    device = runtime.resolve_device(cfg.train.device)
-    cfg = replace(
-        cfg, train=runtime.resolve_precision(cfg.train, device)
-    )  # an older folder may say auto
+    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    run.writes = shard.main
+    # an older folder may say precision=auto: it resolves here
+    cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
+    check_parallel(cfg, shard)
     data_cfg = cfg.data
     if data_cfg.dataset != "pack":
         data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
     data = prepare_data(data_cfg, device)
     check_probe_data(cfg)
-    parts = build_training(cfg, data, device)
+    parts = build_training(cfg, data, device, shard)
     parts.load_state_dict(state, str(run.file("checkpoint.pt")))
     try:
         runtime.load_rng_state(state["rng"])
@@ -111,7 +116,7 @@ def _run(
     start_epoch: int,
     history: dict[str, Any] | None,
 ) -> Path:
-    if cfg.train.progress:
+    if cfg.train.progress and run.writes:
         print(f"run folder: {run.path}", file=sys.stderr, flush=True)
     run.write_status("running", epoch=start_epoch)
     try:

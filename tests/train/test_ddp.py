@@ -1,0 +1,187 @@
+"""Data-parallel training on CPU: 2 gloo ranks take the steps 1 process takes at the same global batch.
+
+The 2-rank side runs once per module (``mp.spawn``, a module fixture) through the trainer's own
+parts (``build_training`` with the rank's shard: sharded loader, GatheredBatchNorm, DDP), K steps of
+each case; the 1-process side runs the same in this process. Parameters and BatchNorm statistics
+must agree within 1e-9 of each tensor's largest value, in float64. The one process uses the same
+BatchNorm arithmetic as the ranks (see the test); channels-last is off on both sides.
+An end-to-end ``torchrun`` run checks one folder, one writer and the one-process result (to 1%:
+it trains with torch's own BatchNorm kernel, whose rounding differs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from data.fixtures import write_idx
+from longtail import launch
+from longtail.config import load_config
+from longtail.errors import LongtailError
+from longtail.models.sync_bn import to_gathered
+from longtail.train import build
+from longtail.train.build import build_training, check_parallel
+from longtail.train.data_setup import prepare_data
+
+WORLD = 2
+STEPS = 3
+LR = 0.1  # the demo's learning rate: large steps, so that a wrong gradient shows
+TINY = [
+    "data.dataset=fashion_mnist", "data.cache_dir=null", "data.imbalance_ratio=10",
+    "model.name=resnet20", "model.kwargs.width=0.5", "train.batch_size=16", "train.device=cpu",
+    "train.progress=false", "train.precision=fp32", "train.channels_last=false",
+    "schedule.warmup_epochs=0", "probe.enabled=false",
+]  # fmt: skip
+CASES = {
+    "ce": [],
+    # LDAM with DRW weights from the first step: the weighted mean must be the global one
+    "ldam_drw": [
+        "loss.name=ldam",
+        "model.classifier=cosine",
+        "loss.reweight=class_balanced",
+        "loss.reweight_epoch=0",
+    ],
+    "focal_drs": ["loss.name=focal", "loss.gamma=1.0", "train.resample_epoch=0"],
+}
+# one xdist worker runs every multi-process test (two cores: two ranks at a time)
+pytestmark = [pytest.mark.dist, pytest.mark.xdist_group("dist"), pytest.mark.timeout(240)]
+
+
+def _steps(root: str, overrides: list[str]) -> dict[str, Any]:
+    """K steps of the trainer's parts on this process's shard, in float64: parameters, buffers,
+    losses. (In float32 a deep BatchNorm net's first gradients cancel so much that W ranks and one
+    process, which sum in different orders, differ by up to 1e-3 in conv1: measured.)"""
+    torch.set_default_dtype(torch.float64)
+    try:
+        return _float64_steps(root, overrides)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def _float64_steps(root: str, overrides: list[str]) -> dict[str, Any]:
+    cfg = load_config("recipes/demo.yaml", [*TINY, f"data.root={root}", *overrides])
+    device, shard = launch.start(torch.device("cpu"))
+    data = prepare_data(cfg.data, device)
+    parts = build_training(cfg, data, device, shard)
+    parts.start_epoch(cfg, 0, device)
+    parts.model.train()
+    batches = iter(parts.loader)
+    losses = [launch.mean_over_ranks(parts.step(next(batches), LR), shard).item()
+              for _ in range(STEPS)]  # fmt: skip
+    state = {k: v.detach().numpy().copy() for k, v in parts.model.state_dict().items()}
+    return {"losses": losses, "state": state}
+
+
+def _worker(process: int, world: int, root: str, port: int, out: str) -> None:
+    os.environ.update(RANK=str(process), LOCAL_RANK=str(process), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")  # fmt: skip
+    torch.set_num_threads(1)
+    try:
+        results = {name: _steps(root, overrides) for name, overrides in CASES.items()}
+    finally:
+        launch.stop()
+    with open(f"{out}/rank{process}.pkl", "wb") as handle:
+        pickle.dump(results, handle)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ddp_idx")
+    write_idx(root, n_train_per_class=40, n_test_per_class=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ranks(idx_root: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("ddp_ranks")
+    mp.spawn(_worker, args=(WORLD, str(idx_root), _free_port(), str(out)), nprocs=WORLD, join=True)
+    return [pickle.loads((out / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
+
+
+def _assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if value.dtype.kind != "f":
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+            continue
+        scale = max(float(np.abs(value).max()), 1.0)  # parameters are O(1); a bias near 0 too
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-9 * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_ranks_take_the_steps_of_one_process(
+    ranks: list[dict[str, Any]], idx_root: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one process uses the ranks' BatchNorm arithmetic (GatheredBatchNorm, whose equality
+    with nn.BatchNorm over the whole batch test_dist.py checks in float64), so that what is
+    compared is the data parallelism alone."""
+    monkeypatch.setattr(build, "convert_sync_batchnorm", lambda model, device: to_gathered(model))
+    one = _steps(str(idx_root), CASES[case])
+    for rank in ranks:
+        assert rank[case]["losses"] == pytest.approx(one["losses"], rel=1e-10)
+        _assert_close(rank[case]["state"], one["state"])
+    _assert_close(ranks[1][case]["state"], ranks[0][case]["state"])
+
+
+def test_a_global_batch_that_does_not_split_is_one_line() -> None:
+    cfg = load_config("recipes/demo.yaml", ["train.batch_size=16"])
+    with pytest.raises(LongtailError, match="train.batch_size=16 does not split over 3 processes"):
+        check_parallel(cfg, launch.Shard(0, 3))
+    check_parallel(cfg, launch.Shard(1, 2))  # 8 a rank: fine
+
+
+def test_a_method_not_yet_parallel_is_refused_under_torchrun() -> None:
+    cfg = load_config("recipes/demo.yaml", ["strategy.name=hybrid"])
+    with pytest.raises(LongtailError, match="strategy.name=hybrid does not run under torchrun yet"):
+        check_parallel(cfg, launch.Shard(0, 2))
+    check_parallel(cfg, launch.Shard())  # one process: anything goes
+
+
+def test_torchrun_writes_one_folder_with_the_one_process_result(
+    idx_root: Path, tmp_path: Path
+) -> None:
+    args = ["recipes/demo.yaml", *TINY, f"data.root={idx_root}", "train.epochs=2",
+            "train.threads=1", "eval.every=1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+    ]
+    two = subprocess.run([*torchrun, "-m", "longtail", "train", *args, f"out_dir={tmp_path / 'two'}"],
+                         capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.strip().count("\n") == 0  # rank 0 alone prints the folder
+    (folder,) = (tmp_path / "two").iterdir()
+    assert two.stdout.strip() == str(folder)
+    one = subprocess.run([sys.executable, "-m", "longtail", "train", *args, f"out_dir={tmp_path / 'one'}"],
+                         capture_output=True, text=True, env=env, timeout=180)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    final = [json.loads((Path(p.stdout.strip()) / "final.json").read_text()) for p in (two, one)]
+    assert abs(final[0]["top1"] - final[1]["top1"]) <= 10.0  # 50 test images: a few flips at most
+    metrics = [[json.loads(x) for x in (Path(p.stdout.strip()) / "metrics.jsonl").read_text().splitlines()]
+               for p in (two, one)]  # fmt: skip
+    assert [m["epoch"] for m in metrics[0]] == [1, 2]
+    for a, b in zip(*metrics, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-2)
+    status = json.loads((folder / "status.json").read_text())
+    assert status["state"] == "complete"
