@@ -17,6 +17,8 @@ Layout (one folder per run, named ``<YYYYmmdd-HHMMSS>-<name>`` so the newest sor
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,24 @@ STATUS = "status.json"
 FINAL = "final.json"
 PLOT = "per_class.png"
 PROBE_PLOT = "probe_per_class.png"
+LOCK = "run.lock"  # held (flock) by the live process that trains in the folder
 CHECKPOINT_KEYS = ("model", "optimizer", "loader", "rng", "epoch", "history")
+
+
+def is_live(path: str | Path) -> bool:
+    """True while a process holds the folder's lock (:meth:`RunFolder.claim`)."""
+    import fcntl
+
+    lock = Path(path) / LOCK
+    if not lock.is_file():
+        return False
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 class RunFolder:
@@ -48,6 +67,39 @@ class RunFolder:
     def __init__(self, path: Path, writes: bool = True) -> None:
         self.path = path
         self.writes = writes
+        self._lock: Any = None  # the open lock file while this process owns the folder
+
+    def claim(self) -> None:
+        """Own the folder until this process ends: one live run per folder.
+
+        An OS lock (``flock`` on ``run.lock``), which the kernel drops when its process dies, so a
+        folder left by a killed run is free again and :func:`is_live` tells a live run from a dead
+        one whatever ``status.json`` still says. A second owner gets a one-line error.
+        """
+        import fcntl
+
+        handle = self.file(LOCK).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise LongtailError(
+                f"{self.path} is in use by a live run ({owner}): wait for it to end or stop it"
+                " (kill -TERM), then resume"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        """Give the folder up (the end of a run; a process that dies releases it anyway)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @classmethod
     def create(cls, out_dir: str | Path, name: str) -> RunFolder:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import random
+import signal
 import subprocess
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,25 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContext
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM (how torchrun, SLURM and ``kill`` stop a job) raises KeyboardInterrupt in
+    the main thread, so a run stops as Ctrl-C stops it: the last finished epoch kept, the folder
+    marked ``interrupted``, the resume command printed. Outside the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def set_threads(threads: int) -> None:

@@ -42,6 +42,7 @@ def train(cfg: Config) -> Path:
     parts = build_training(cfg, data, device, shard)
     if shard.main:  # one run, one folder: rank 0 creates it and tells the others where it is
         run = RunFolder.create(cfg.out_dir, cfg.name)
+        run.claim()
         run.write_config(to_yaml(cfg))
         atomic_write_json(run.file(INDEX), data.index_record)
     path = launch.share(str(run.path) if shard.main else "", shard)
@@ -84,6 +85,8 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
     runtime.set_threads(cfg.train.threads)
     device, shard = launch.start(runtime.resolve_device(cfg.train.device))
     run.writes = shard.main
+    if shard.main:
+        run.claim()  # before anything is touched: a live run's folder is refused
     # an older folder may say precision=auto: it resolves here
     cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
     check_parallel(cfg, shard)
@@ -118,9 +121,25 @@ def _run(
 ) -> Path:
     if cfg.train.progress and run.writes:
         print(f"run folder: {run.path}", file=sys.stderr, flush=True)
+    try:
+        return _fit_and_finish(cfg, data, device, run, parts, start_epoch, history)
+    finally:
+        run.release()  # ended, failed or interrupted: the folder is free for a resume
+
+
+def _fit_and_finish(
+    cfg: Config,
+    data: PreparedData,
+    device: torch.device,
+    run: RunFolder,
+    parts: TrainingParts,
+    start_epoch: int,
+    history: dict[str, Any] | None,
+) -> Path:
     run.write_status("running", epoch=start_epoch)
     try:
-        final = fit(cfg, data, device, run, parts, start_epoch, history)
+        with runtime.sigterm_as_interrupt():
+            final = fit(cfg, data, device, run, parts, start_epoch, history)
         if parts.frozen is not None:  # moco-v3's sanity check: the frozen part did not move
             check_frozen(parts.model, parts.frozen)
             final["frozen_tensors_unchanged"] = len(parts.frozen)
