@@ -68,7 +68,10 @@ def start(device: torch.device) -> tuple[torch.device, Shard]:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         try:
-            dist.init_process_group(backend, timeout=TIMEOUT)
+            dist.init_process_group(
+                backend, store=_store(world), rank=int(os.environ["RANK"]), world_size=world,
+                timeout=TIMEOUT,
+            )  # fmt: skip
         except (RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LongtailError(
@@ -77,6 +80,33 @@ def start(device: torch.device) -> tuple[torch.device, Shard]:
     if dist.get_world_size() != world:
         raise LongtailError(f"WORLD_SIZE={world} but the process group has {dist.get_world_size()}")
     return device, Shard(dist.get_rank(), world)
+
+
+def _store(world: int) -> dist.Store:
+    """The rendezvous store, its keys under this attempt's own prefix.
+
+    torchrun's agent hosts one TCPStore for the whole job (``TORCHELASTIC_USE_AGENT_STORE``), and
+    it outlives a restart: without a prefix per attempt, a restarted rank reads the addresses the
+    killed attempt left there and gloo's connect is refused (measured under --max-restarts=1).
+    Outside torchrun's agent, rank 0 hosts the store at MASTER_ADDR:MASTER_PORT.
+    """
+    rank = int(os.environ["RANK"])
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = dist.TCPStore(
+        os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"]), world,
+        is_master=rank == 0 and not agent, timeout=TIMEOUT,
+    )  # fmt: skip
+    return dist.PrefixStore(f"longtail/attempt-{restart_count()}", store)
+
+
+def elastic_run_id() -> str | None:
+    """torchrun's id of this job (the same across its restarts); None outside torchrun."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or None
+
+
+def restart_count() -> int:
+    """How many times torchrun has restarted this job's workers (0: the first attempt)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def share(value: str, shard: Shard) -> str:

@@ -37,6 +37,7 @@ STATUS = "status.json"
 FINAL = "final.json"
 PLOT = "per_class.png"
 PROBE_PLOT = "probe_per_class.png"
+ELASTIC = "elastic.json"  # torchrun's run id: a restarted group finds its folder by it
 LOCK = "run.lock"  # held (flock) by the live process that trains in the folder
 CHECKPOINT_KEYS = ("model", "optimizer", "loader", "rng", "epoch", "history")
 

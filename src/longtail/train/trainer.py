@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -13,8 +14,8 @@ import torch
 from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.errors import LongtailError
-from longtail.io import atomic_write_json
-from longtail.run_folder import INDEX, RunFolder
+from longtail.io import atomic_write_json, atomic_write_text
+from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training, check_parallel
 from longtail.train.data_setup import PreparedData, prepare_data
@@ -30,24 +31,53 @@ def train(cfg: Config) -> Path:
     """Train as configured; return the run folder. Raises LongtailError on bad input or NaN loss.
 
     Data, model and augmentation are built before the folder exists, so a bad recipe or bad data
-    leaves nothing behind.
+    leaves nothing behind. Under ``torchrun --max-restarts=R`` a restarted group continues the
+    folder its first attempt made (found by torchrun's run id): one run, one folder.
     """
     cfg = _with_source_subset(cfg)
     runtime.set_threads(cfg.train.threads)
     device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    earlier = _earlier_attempt(cfg, shard)
+    if earlier is not None and (earlier / CHECKPOINT).is_file():
+        return resume(earlier)
     cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
     check_parallel(cfg, shard)
     data = prepare_data(cfg.data, device)
     check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device, shard)
     if shard.main:  # one run, one folder: rank 0 creates it and tells the others where it is
-        run = RunFolder.create(cfg.out_dir, cfg.name)
+        # an attempt killed before its first checkpoint: start again in its folder
+        run = RunFolder(earlier) if earlier is not None else RunFolder.create(cfg.out_dir, cfg.name)
         run.claim()
+        run.clear_results()
+        atomic_write_text(run.file(METRICS), "")
         run.write_config(to_yaml(cfg))
         atomic_write_json(run.file(INDEX), data.index_record)
+        if launch.elastic_run_id() is not None:
+            atomic_write_json(run.file(ELASTIC), {"run_id": launch.elastic_run_id()})
     path = launch.share(str(run.path) if shard.main else "", shard)
     run = run if shard.main else RunFolder(Path(path), writes=False)
     return _run(cfg, data, device, run, parts, 0, None)
+
+
+def _earlier_attempt(cfg: Config, shard: launch.Shard) -> Path | None:
+    """The folder an earlier attempt of this torchrun job made (``elastic.json`` holds torchrun's
+    run id), on every rank; None on a first attempt and outside torchrun."""
+    run_id = launch.elastic_run_id()
+    if run_id is None or launch.restart_count() == 0:
+        return None
+    found = ""
+    if shard.main:
+        for folder in sorted(Path(cfg.out_dir).glob(f"*-{cfg.name}*"), reverse=True):
+            try:
+                record = json.loads((folder / ELASTIC).read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and record.get("run_id") == run_id:
+                found = str(folder)
+                break
+    found = launch.share(found, shard)
+    return Path(found) if found else None
 
 
 def _with_source_subset(cfg: Config) -> Config:
