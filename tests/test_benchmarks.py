@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from data.fixtures import write_idx
 from shared_data import REPO
 
@@ -73,3 +75,18 @@ def test_demo_precision_trains_once_per_precision(tmp_path: Path) -> None:
     assert 0 <= record["top1"] <= 100 and record["images_per_s"] > 0
     for key in ("train_s", "wall_s", "device", "commit", "date", "cpu_native_bf16"):
         assert key in record
+
+
+def test_ddp_overhead_times_both_setups(tmp_path: Path) -> None:
+    write_idx(tmp_path / "idx", n_train_per_class=20, n_test_per_class=2)
+    out = tmp_path / "ddp.json"
+    args = [str(REPO / "recipes" / "demo.yaml"), f"data.root={tmp_path / 'idx'}",
+            "data.cache_dir=null", "data.imbalance_ratio=5", "train.batch_size=16",
+            "model.kwargs.width=0.25", "train.device=cpu", "--ranks=2", "--threads=2",
+            "--steps=2", "--warmup=1", f"--out={out}"]  # fmt: skip
+    assert _load("ddp_overhead").main(args) == 0
+    plain, ddp = json.loads(out.read_text())
+    assert (plain["setup"], plain["ranks"], plain["threads_per_rank"]) == ("plain", 1, 2)
+    assert (ddp["setup"], ddp["ranks"], ddp["threads_per_rank"]) == ("ddp", 2, 1)
+    assert plain["ms_per_step"] > 0 and ddp["ms_per_step"] > 0
+    assert plain["final_loss_mean"] == pytest.approx(ddp["final_loss_mean"], rel=0.05)

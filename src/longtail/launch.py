@@ -43,15 +43,17 @@ class Shard:
 
 
 def requested() -> bool:
-    """True when torchrun (or another launcher) asks for more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True under torchrun (or another launcher that sets WORLD_SIZE and MASTER_PORT), even for
+    one process: ``torchrun --nproc_per_node=1`` trains through DDP too, so that its cost on one
+    device can be measured (benchmarks/ddp_overhead.py)."""
+    return "WORLD_SIZE" in os.environ and "MASTER_PORT" in os.environ
 
 
 def start(device: torch.device) -> tuple[torch.device, Shard]:
     """Join the process group torchrun describes; return (this rank's device, its shard).
 
     ``device`` is the run's resolved ``train.device``: on CUDA each rank takes ``cuda:LOCAL_RANK``.
-    A plain run returns ``(device, Shard())`` untouched. Idempotent within a process.
+    A plain run (no launcher) returns ``(device, Shard())`` untouched. Idempotent in a process.
     """
     if not requested():
         return device, Shard()

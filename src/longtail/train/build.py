@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from longtail import runtime
@@ -135,6 +136,11 @@ def check_parallel(cfg: Config, shard: Shard) -> None:
             f"train.batch_size={cfg.train.batch_size} does not split over {shard.world} processes:"
             f" use a multiple of {shard.world} (it is the global batch)"
         )
+
+
+def _wrapped(cfg: Config) -> bool:
+    """DDP around the method: under a process group (torchrun, even of one process)."""
+    return dist.is_initialized() and cfg.strategy.name in PARALLEL_STRATEGIES
 
 
 def data_parallel(method: nn.Module, device: torch.device) -> nn.Module:
@@ -272,7 +278,7 @@ def build_training(
         amp,
         cfg.train.channels_last,
         sam=cfg.sam,
-        forward_module=data_parallel(method, device) if shard.world > 1 else None,
+        forward_module=data_parallel(method, device) if _wrapped(cfg) else None,
         sam_sync_first=cfg.sam.sync_first,
     )
     return TrainingParts(model, optimizer, loader, objective, step, frozen, shard)
