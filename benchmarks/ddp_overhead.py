@@ -21,7 +21,6 @@ benchmarks/results/ddp-overhead-<cpu|gpu>-<stamp>.json.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess
@@ -33,13 +32,14 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
+from records import write_records  # noqa: E402
+
 from longtail import launch, runtime
 from longtail.config import load_config
 from longtail.io import atomic_write_json
 from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_steps(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:
@@ -131,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['setup']:6s} {r['ranks']:5d} {r['threads_per_rank'] or '-':>7} "
               f"{r['ms_per_step']:9.1f} {r['images_per_s']:8.0f}")  # fmt: skip
     print(f"ddp / plain time per step: {overhead:.2f}x")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    kind = "gpu" if torch.cuda.is_available() else "cpu"
-    out = args.out or RESULTS / f"ddp-overhead-{kind}-{stamp}.json"
-    atomic_write_json(out, records)
-    print(f"wrote {out}")
+    write_records("ddp-overhead", records, args.out)
     return 0
 
 

@@ -12,7 +12,6 @@ within a few tenths is seed noise, not precision.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import statistics
 import sys
@@ -20,14 +19,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
+from records import write_records  # noqa: E402
 
 from longtail import runtime
 from longtail.config import load_config
-from longtail.io import atomic_write_json
 from longtail.train.trainer import train
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(recipe: str, precision: str, overrides: list[str]) -> dict[str, Any]:
@@ -69,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['precision']:9s} {r['top1']:6.2f} {r['train_s']:8.1f} {r['wall_s']:7.1f}"
             f" {r['images_per_s']:7.0f}  {r['device']}"
         )
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    kind = "gpu" if torch.cuda.is_available() else "cpu"
-    out = args.out or RESULTS / f"demo-precision-{kind}-{stamp}.json"
-    atomic_write_json(out, records)
-    print(f"wrote {out}")
+    write_records("demo-precision", records, args.out)
     return 0
 
 

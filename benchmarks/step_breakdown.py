@@ -13,7 +13,6 @@ Python). Writes JSON (device, commit, date, cpu flags) to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,12 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
+from records import write_records  # noqa: E402
 from throughput import training_parts  # noqa: E402
 
 from longtail import runtime
-from longtail.io import atomic_write_json
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _time(fn: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> float:
@@ -119,11 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         m = r["ms"]
         print(f"{r['precision']:9s} {m['bare']:8.1f} {m['step']:8.1f} {m['data']:8.1f} {m['loop']:8.1f}"
               f"  ({r['images_per_s']['loop']:.0f})")  # fmt: skip
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    kind = "gpu" if torch.cuda.is_available() else "cpu"
-    out = args.out or RESULTS / f"step-breakdown-{kind}-{stamp}.json"
-    atomic_write_json(out, records)
-    print(f"wrote {out}")
+    write_records("step-breakdown", records, args.out)
     return 0
 
 

@@ -10,7 +10,6 @@ torch, commit, date, images_per_s, ms_per_step, peak_mem_mb) to benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -19,13 +18,13 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules, however loaded
+from records import write_records  # noqa: E402
+
 from longtail import runtime
 from longtail.config import load_config
-from longtail.io import atomic_write_json
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import prepare_data
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _sync(device: torch.device) -> None:
@@ -98,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['recipe']:40s} {r['device'][:28]:28s} {r['batch_size']:5d} {r['ms_per_step']:9.2f}"
             f" {r['images_per_s']:9.0f} {r['epoch_s']:8.1f}"
         )
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    kind = "gpu" if torch.cuda.is_available() else "cpu"
-    out = args.out or RESULTS / f"throughput-{kind}-{stamp}.json"
-    atomic_write_json(out, records)
-    print(f"wrote {out}")
+    write_records("throughput", records, args.out)
     print(json.dumps({"images_per_s": [r["images_per_s"] for r in records]}))
     return 0
 

@@ -149,23 +149,9 @@ def _run(
     start_epoch: int,
     history: dict[str, Any] | None,
 ) -> Path:
+    """Fit, then write final.json; the status says how it ended; the folder is free afterwards."""
     if cfg.train.progress and run.writes:
         print(f"run folder: {run.path}", file=sys.stderr, flush=True)
-    try:
-        return _fit_and_finish(cfg, data, device, run, parts, start_epoch, history)
-    finally:
-        run.release()  # ended, failed or interrupted: the folder is free for a resume
-
-
-def _fit_and_finish(
-    cfg: Config,
-    data: PreparedData,
-    device: torch.device,
-    run: RunFolder,
-    parts: TrainingParts,
-    start_epoch: int,
-    history: dict[str, Any] | None,
-) -> Path:
     run.write_status("running", epoch=start_epoch)
     try:
         with runtime.sigterm_as_interrupt():
@@ -173,6 +159,10 @@ def _fit_and_finish(
         if parts.frozen is not None:  # moco-v3's sanity check: the frozen part did not move
             check_frozen(parts.model, parts.frozen)
             final["frozen_tensors_unchanged"] = len(parts.frozen)
+        final["peak_memory_mb"] = runtime.peak_memory_mb(device)
+        run.write_final(final)
+        run.write_status("complete")
+        return run.path
     except KeyboardInterrupt:
         run.write_status("interrupted")
         raise LongtailError(
@@ -181,7 +171,5 @@ def _fit_and_finish(
     except BaseException as err:
         run.write_status("failed", error=f"{type(err).__name__}: {err}")
         raise
-    final["peak_memory_mb"] = runtime.peak_memory_mb(device)
-    run.write_final(final)
-    run.write_status("complete")
-    return run.path
+    finally:
+        run.release()  # ended, failed or interrupted: the folder is free for a resume
