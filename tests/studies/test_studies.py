@@ -148,13 +148,10 @@ def test_sweep_table_and_plot(sweep_spec: Path, fake_train: list[Config], tmp_pa
     assert rows["SimSiam v2/x"] == ["81.00 / 1.00", "76.00 / 0.80"]
 
 
-def test_equal_size_runs_records_gap_table(
-    tmp_path: Path,
-    recipes: dict[str, Path],
-    write_spec: Callable[..., Path],
-    fake_train: list[Config],
-) -> None:
-    spec = write_spec(
+@pytest.fixture
+def equal_spec(tmp_path: Path, recipes: dict[str, Path], write_spec: Callable[..., Path]) -> Path:
+    """Balanced (120 images) vs r = 100, CE and SimSiam, the OOD probe on."""
+    return write_spec(
         study="equal_size",
         results=str(tmp_path / "equal_size.json"),
         pretrain={
@@ -164,6 +161,12 @@ def test_equal_size_runs_records_gap_table(
         methods={"CE": str(recipes["ce"]), "SimSiam": str(recipes["simsiam"])},
         overrides=["probe.ood=fashion_mnist"],
     )
+
+
+def test_equal_size_runs_records_gap_table(
+    tmp_path: Path, equal_spec: Path, fake_train: list[Config]
+) -> None:
+    spec = equal_spec
     results = run_study(spec, [f"out_dir={tmp_path / 'runs'}"])
     seen = [(c.name, c.data.imbalance_ratio, c.data.total, c.probe.ood) for c in fake_train]
     assert seen == [
@@ -190,18 +193,13 @@ def test_equal_size_runs_records_gap_table(
 
 def test_equal_size_slices_merge_into_the_whole_study(
     tmp_path: Path,
+    equal_spec: Path,
     recipes: dict[str, Path],
     write_spec: Callable[..., Path],
     fake_train: list[Config],
 ) -> None:
     """One (method, set) per call, as the owed queue runs them: the same records as one call."""
-    spec = write_spec(
-        study="equal_size",
-        results=str(tmp_path / "equal_size.json"),
-        pretrain={"balanced": ["data.imbalance_ratio=1", "data.total=120"],
-                  "imbalanced": ["data.imbalance_ratio=100"]},
-        methods={"CE": str(recipes["ce"]), "SimSiam": str(recipes["simsiam"])},
-    )  # fmt: skip
+    spec = equal_spec
     out = f"out_dir={tmp_path / 'runs'}"
     for method, pretrain in (("SimSiam", "imbalanced"), ("CE", "balanced"),
                              ("SimSiam", "balanced"), ("CE", "imbalanced")):  # fmt: skip
