@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,25 @@ CASES = {
         "loss.reweight_epoch=0",
     ],
     "focal_drs": ["loss.name=focal", "loss.gamma=1.0", "train.resample_epoch=0"],
+    # Hybrid-SC: SupCon over the views of both ranks; class-balanced CE branch; joint BatchNorm
+    "hybrid_sc": [
+        "strategy.name=hybrid",
+        "strategy.contrastive=supcon",
+        "strategy.proj_hidden=16",
+        "strategy.proj_dim=8",
+        "train.batch_size=8",
+    ],
+    # Hybrid-PSC with separate BatchNorm passes; the curriculum at alpha = 0.75
+    "hybrid_psc": [
+        "strategy.name=hybrid",
+        "strategy.contrastive=psc",
+        "strategy.proj_hidden=16",
+        "strategy.proj_dim=8",
+        "strategy.batch_norm=separate",
+        "train.batch_size=8",
+        "train.epochs=2",
+        "START_EPOCH=1",
+    ],
 }
 # one xdist worker runs every multi-process test (two cores: two ranks at a time)
 pytestmark = [pytest.mark.dist, pytest.mark.xdist_group("dist"), pytest.mark.timeout(240)]
@@ -74,11 +94,13 @@ def _steps(root: str, overrides: list[str]) -> dict[str, Any]:
 
 
 def _float64_steps(root: str, overrides: list[str]) -> dict[str, Any]:
+    start = next((int(o.split("=")[1]) for o in overrides if o.startswith("START_EPOCH=")), 0)
+    overrides = [o for o in overrides if not o.startswith("START_EPOCH=")]
     cfg = load_config("recipes/demo.yaml", [*TINY, f"data.root={root}", *overrides])
     device, shard = launch.start(torch.device("cpu"))
     data = prepare_data(cfg.data, device)
     parts = build_training(cfg, data, device, shard)
-    parts.start_epoch(cfg, 0, device)
+    parts.start_epoch(cfg, start, device)
     parts.model.train()
     batches = iter(parts.loader)
     losses = [launch.mean_over_ranks(parts.step(next(batches), LR), shard).item()
@@ -152,8 +174,11 @@ def test_a_global_batch_that_does_not_split_is_one_line() -> None:
 
 
 def test_a_method_not_yet_parallel_is_refused_under_torchrun() -> None:
-    cfg = load_config("recipes/demo.yaml", ["strategy.name=hybrid"])
-    with pytest.raises(LongtailError, match="strategy.name=hybrid does not run under torchrun yet"):
+    cfg = load_config("recipes/demo.yaml")
+    cfg = replace(cfg, strategy=replace(cfg.strategy, name="simsiam"))
+    with pytest.raises(
+        LongtailError, match="strategy.name=simsiam does not run under torchrun yet"
+    ):
         check_parallel(cfg, launch.Shard(0, 2))
     check_parallel(cfg, launch.Shard())  # one process: anything goes
 

@@ -13,6 +13,10 @@ forward, so BN statistics mix the instance-sampled and class-balanced batches (o
 ``"separate"`` runs the contrastive views and the CE view in two passes, as BBN does, so each
 branch's batch is normalised by its own statistics. Which reproduces the paper better is an open
 ablation (``../shared/reference/hybrid-reproduction.md``); both are here to measure it.
+
+Under torchrun each rank holds its rows of both batches; SupCon contrasts its anchors with the
+views gathered from every rank (:func:`longtail.dist.distributed_contrastive`), PSC and MPSC with
+their prototypes (parameters, the same on every rank), and BatchNorm sees the global batch.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
+from longtail.dist import distributed_contrastive
 from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
 from longtail.models.heads import ProjectionHead
 
@@ -161,10 +166,13 @@ class Hybrid(nn.Module):
         """(L_con, L_CE), float32 scalars; L_CE is 0 when the CE view is not seen."""
         _, y_con, _, y_ce = batch
         labels = torch.cat([y_con, y_con])
+        z = runtime.at_least_fp32(out["con"])
         if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
-            con = F.cross_entropy(runtime.at_least_fp32(out["con"]), labels)
-        else:
-            con = self.net.contrastive(runtime.at_least_fp32(out["con"]), labels)
+            con = F.cross_entropy(z, labels)
+        elif isinstance(self.net.contrastive, SupConLoss):  # against every rank's views
+            con = distributed_contrastive(self.net.contrastive, z, labels)
+        else:  # PSC / MPSC contrast with prototypes (parameters): a per-anchor mean, local
+            con = self.net.contrastive(z, labels)
         if "ce" not in out:
             return con, torch.zeros_like(con)
         return con, self.ce_loss(runtime.at_least_fp32(out["ce"]), y_ce)
