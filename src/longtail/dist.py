@@ -144,7 +144,8 @@ def distributed_contrastive(
         features: [n, D] this rank's anchors (with a graph); labels: [n].
         has_positive: which local anchors the loss counts (see :func:`anchors_with_positive`);
             pass ``lambda labels, *_: torch.ones_like(labels, dtype=torch.bool)`` for a loss
-            where every anchor counts.
+            where every anchor counts. With ``anchor_weights=`` among ``kwargs`` (a weighted
+            mean over the valid anchors) a rank's share is its valid anchors' weight.
 
     Returns:
         A scalar whose *value* is the full-batch loss (the same on every rank, so rank 0 can log
@@ -165,7 +166,11 @@ def distributed_contrastive(
         self_offset=offset,
         **kwargs,
     )
-    return global_mean(local, has_positive(labels, ref_labels, offset).sum())
+    valid = has_positive(labels, ref_labels, offset)
+    weights = kwargs.get("anchor_weights")
+    # a weighted mean over the valid anchors (rwSAM's anchor weights) is made of their weights
+    count = valid.sum() if weights is None else (weights * valid).sum()
+    return global_mean(local, count)
 
 
 def global_mean(local: Tensor, count: Tensor) -> Tensor:

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from longtail import runtime
 from longtail.config import StrategyConfig
+from longtail.dist import distributed_contrastive
 from longtail.losses.contrastive import InfoNCELoss, SupConLoss
 from longtail.losses.simsiam import SimSiamLoss
 from longtail.models.heads import ProjectionHead
@@ -85,15 +86,27 @@ class ContrastiveNet(nn.Module):
         """Projections [V * B, proj_dim] of the views in one forward (view-major)."""
         return self.projector(self.backbone.forward_pooled(torch.cat(views)))  # type: ignore[no-any-return, operator]
 
-    def objective(self, z: Tensor, labels: Tensor, weights: Tensor | None) -> Tensor:
-        """L_out over the projections in float32; per-anchor weights repeat ``weights`` [B]."""
+    def objective(
+        self, z: Tensor, labels: Tensor, weights: Tensor | None, ids: Tensor | None = None
+    ) -> Tensor:
+        """L_out over the projections in float32; per-anchor weights repeat ``weights`` [B].
+
+        SimCLR's instance labels are ``ids`` [B] (the images' dataset indices: unique across the
+        ranks of a torchrun run, whose views are contrasted together), else 0..B-1.
+        """
         b = labels.shape[0]
         views = z.shape[0] // b
-        ids = labels if self.use_labels else torch.arange(b, device=labels.device)
+        if self.use_labels:
+            ids = labels
+        elif ids is None:
+            ids = torch.arange(b, device=labels.device)
         anchor_weights = None if weights is None else weights.repeat(views)
-        return self.criterion(
-            runtime.at_least_fp32(z), ids.repeat(views), anchor_weights=anchor_weights
-        )  # type: ignore[no-any-return]
+        return distributed_contrastive(
+            self.criterion,
+            runtime.at_least_fp32(z),
+            ids.repeat(views),
+            anchor_weights=anchor_weights,
+        )
 
     def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
         return self.objective(self.embed(views), labels, weights)
@@ -121,6 +134,8 @@ class Pretrain(nn.Module):
     def loss(self, out: Any, batch: Any, reweighted: bool = False) -> Tensor:
         _, labels, indices = batch
         weights = self.weights(indices) if reweighted else None
+        if isinstance(self.net, ContrastiveNet):
+            return self.net.objective(out, labels, weights, ids=indices)
         return self.net.objective(out, labels, weights)
 
     def step_state(self) -> dict[str, Any]:

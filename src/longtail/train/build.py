@@ -119,7 +119,7 @@ class TrainingParts:
 
 # methods whose W-rank steps are tested equal to one process's (the rest gather or normalise
 # across ranks in ways not written yet: refused under torchrun rather than silently different)
-PARALLEL_STRATEGIES = ("supervised", "hybrid")
+PARALLEL_STRATEGIES = ("supervised", "hybrid", "simclr", "supcon", "simsiam")
 
 
 def check_parallel(cfg: Config, shard: Shard) -> None:
