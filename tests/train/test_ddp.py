@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +86,10 @@ CASES |= {  # pre-training (the demo's DRW off: these train no classifier)
     # rwSAM: KDE weights from every rank's identical backbone, both SAM passes synchronised
     "simsiam_rwsam": [*PRETRAIN, "strategy.name=simsiam", "sam.rho=0.5", "sam.adaptive=true",
                       "sam.weights=kde", "sam.neighbors=3"],
+    # KCL: the queue fills with every rank's keys; the k-positive draw is the global draw's rows
+    "kcl": [*PRETRAIN, "strategy.name=kcl", "strategy.k=2", "strategy.queue_size=48",
+            "strategy.temperature=0.2"],
+    "moco": [*PRETRAIN, "strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"],
 }  # fmt: skip
 # one xdist worker runs every multi-process test (two cores: two ranks at a time)
 pytestmark = [pytest.mark.dist, pytest.mark.xdist_group("dist"), pytest.mark.timeout(240)]
@@ -181,16 +184,6 @@ def test_a_global_batch_that_does_not_split_is_one_line() -> None:
     with pytest.raises(LongtailError, match="train.batch_size=16 does not split over 3 processes"):
         check_parallel(cfg, launch.Shard(0, 3))
     check_parallel(cfg, launch.Shard(1, 2))  # 8 a rank: fine
-
-
-def test_a_method_not_yet_parallel_is_refused_under_torchrun() -> None:
-    cfg = load_config("recipes/demo.yaml")
-    cfg = replace(cfg, strategy=replace(cfg.strategy, name="simsiam"))
-    with pytest.raises(
-        LongtailError, match="strategy.name=simsiam does not run under torchrun yet"
-    ):
-        check_parallel(cfg, launch.Shard(0, 2))
-    check_parallel(cfg, launch.Shard())  # one process: anything goes
 
 
 E2E_EPOCHS = 6

@@ -105,17 +105,27 @@ def build_contrast_set(
     return ContrastSet(unit_rows(features), unit_rows(ref_features), labels, ref_labels, not_self)
 
 
-def sample_k_positives(candidates: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+def sample_k_positives(
+    candidates: Tensor,
+    k: int,
+    generator: torch.Generator | None,
+    rows: tuple[int, int] | None = None,
+) -> Tensor:
     """Keep, per row, ``min(k, candidates.sum(1))`` of the True entries, uniformly at random.
 
     candidates [N, M] bool -> [N, M] bool. One uniform key per entry, non-candidates pushed below
     every key, then a row-wise top-k: a uniform draw without replacement, with no loop over rows.
-    ``k = 0`` keeps nothing and draws nothing.
+    ``k = 0`` keeps nothing and draws nothing. ``rows = (first, total)``: these N rows are rows
+    ``first .. first + N - 1`` of a draw for ``total`` rows (a rank's anchors of a global batch:
+    every rank draws the global [total, M] keys from the same generator and keeps its own rows).
     """
     if k == 0:  # MoCo (KCL with k = 0): nothing to draw
         return torch.zeros_like(candidates)
     device = candidates.device if generator is None else generator.device
-    keys = torch.rand(candidates.shape, generator=generator, device=device).to(candidates.device)
+    n, m = candidates.shape
+    first, total = (0, n) if rows is None else rows
+    keys = torch.rand((total, m), generator=generator, device=device)[first : first + n]
+    keys = keys.to(candidates.device)
     keys = keys.masked_fill(~candidates, -1.0)
     chosen = keys.topk(min(k, candidates.shape[1]), dim=1).indices
     picked = torch.zeros_like(candidates).scatter_(1, chosen, True)

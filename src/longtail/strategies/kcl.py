@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail import runtime
+from longtail import dist, runtime
 from longtail.config import StrategyConfig
 from longtail.losses.kernel import masked_contrastive, mean_over_valid
 from longtail.losses.masks import cosine_logits, sample_k_positives, unit_rows
@@ -55,19 +55,23 @@ def kcl_queue_loss(
     k: int,
     temperature: float,
     generator: torch.Generator | None,
+    rows: tuple[int, int] | None = None,
 ) -> Tensor:
     """BalFeat's KCL loss over [own key, queue] (module docstring); a scalar.
 
     queries [N, D] (with gradient), labels [N], keys [N, D] (the key encoder's, same images),
     queue_keys [K, D], queue_labels [K] (K may be 0). Features are normalised here. Consumes
-    one ``torch.rand`` [N, K] from ``generator`` (the k-positive draw; none when k = 0, MoCo).
+    one ``torch.rand`` [N, K] from ``generator`` (the k-positive draw; none when k = 0, MoCo), or
+    [total, K] of which these are rows ``first ..`` when ``rows = (first, total)`` (a rank's part).
+    Every anchor has its own key as a positive, so the mean is over all N anchors.
     """
     q = unit_rows(queries)
     own = (q * unit_rows(keys)).sum(1, keepdim=True) / temperature  # [N, 1]
     logits = torch.cat([own, cosine_logits(q, unit_rows(queue_keys), temperature)], dim=1)
     same_class = labels[:, None] == queue_labels[None, :]  # [N, K]
     positives = torch.cat(
-        [torch.ones_like(same_class[:, :1]), sample_k_positives(same_class, k, generator)], dim=1
+        [torch.ones_like(same_class[:, :1]), sample_k_positives(same_class, k, generator, rows)],
+        dim=1,
     )
     loss, valid = masked_contrastive(logits, positives, torch.ones_like(positives))
     return mean_over_valid(loss, valid)
@@ -138,10 +142,16 @@ class KCL(nn.Module):
         return queries, keys
 
     def loss(self, out: tuple[Tensor, Tensor], batch: Any, reweighted: bool = False) -> Tensor:
-        """The KCL loss against the queue as it was (float32 scalar); then the keys join it."""
+        """The KCL loss against the queue as it was (float32 scalar); then the keys join it.
+
+        Under torchrun a rank's anchors are its rows of the global batch: the k-positive draw is
+        the global draw's rows, and every rank enqueues the keys of all ranks. Each anchor counts
+        (its own key is a positive), so DDP's average of the local means is the global mean.
+        """
         queries, keys = out
         labels = batch[1]
         queue_keys, queue_labels = self.net.queue.contents()
+        n, world = labels.shape[0], dist.world_size()
         loss = kcl_queue_loss(
             runtime.at_least_fp32(queries),
             labels,
@@ -151,8 +161,10 @@ class KCL(nn.Module):
             self.cfg.k,
             self.cfg.temperature,
             self.generator,
+            rows=(dist.rank() * n, world * n) if world > 1 else None,
         )
-        self.net.queue.enqueue(keys, labels)
+        # every rank's keys, in rank order: the queue one process would hold, on every rank
+        self.net.queue.enqueue(dist.gather_no_grad(keys), dist.gather_no_grad(labels))
         return loss
 
     def step_state(self) -> dict[str, Any]:

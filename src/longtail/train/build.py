@@ -117,30 +117,15 @@ class TrainingParts:
             raise LongtailError(f"{source} does not fit this run ({first}): start anew") from None
 
 
-# methods whose W-rank steps are tested equal to one process's (the rest gather or normalise
-# across ranks in ways not written yet: refused under torchrun rather than silently different)
-PARALLEL_STRATEGIES = ("supervised", "hybrid", "simclr", "supcon", "simsiam")
-
-
 def check_parallel(cfg: Config, shard: Shard) -> None:
     """One line when this run cannot be split over ``shard.world`` ranks as it is configured."""
     if shard.world == 1:
         return
-    if cfg.strategy.name not in PARALLEL_STRATEGIES:
-        raise LongtailError(
-            f"strategy.name={cfg.strategy.name} does not run under torchrun yet (its contrastive"
-            " batch or queue is not gathered across ranks): run it as one process"
-        )
     if cfg.train.batch_size % shard.world:
         raise LongtailError(
             f"train.batch_size={cfg.train.batch_size} does not split over {shard.world} processes:"
             f" use a multiple of {shard.world} (it is the global batch)"
         )
-
-
-def _wrapped(cfg: Config) -> bool:
-    """DDP around the method: under a process group (torchrun, even of one process)."""
-    return dist.is_initialized() and cfg.strategy.name in PARALLEL_STRATEGIES
 
 
 def data_parallel(method: nn.Module, device: torch.device) -> nn.Module:
@@ -278,7 +263,8 @@ def build_training(
         amp,
         cfg.train.channels_last,
         sam=cfg.sam,
-        forward_module=data_parallel(method, device) if _wrapped(cfg) else None,
+        # under a process group (torchrun, even of one process): DDP around the method
+        forward_module=data_parallel(method, device) if dist.is_initialized() else None,
         sam_sync_first=cfg.sam.sync_first,
     )
     return TrainingParts(model, optimizer, loader, objective, step, frozen, shard)
