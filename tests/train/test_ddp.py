@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
 
 from data.fixtures import write_idx
 from longtail import launch
@@ -128,6 +130,9 @@ def _worker(process: int, world: int, root: str, port: int, out: str) -> None:
     torch.set_num_threads(1)
     try:
         results = {name: _steps(root, overrides) for name, overrides in CASES.items()}
+        results["simsiam_rwsam_local_first"] = _steps(
+            root, [*CASES["simsiam_rwsam"], "sam.sync_first=false"]
+        )
     finally:
         launch.stop()
     with open(f"{out}/rank{process}.pkl", "wb") as handle:
@@ -179,6 +184,18 @@ def test_two_ranks_take_the_steps_of_one_process(
     _assert_close(ranks[1][case]["state"], ranks[0][case]["state"])
 
 
+def test_sam_without_the_first_sync_perturbs_per_rank(ranks: list[dict[str, Any]]) -> None:
+    """``sam.sync_first=false``: each rank perturbs by its own gradient (DDP's no_sync), so the
+    step is no longer one process's; the synchronised second pass keeps the ranks equal."""
+    local = [r["simsiam_rwsam_local_first"]["state"] for r in ranks]
+    _assert_close(local[1], local[0])
+    synced = ranks[0]["simsiam_rwsam"]["state"]
+    moved = [
+        k for k, v in synced.items() if v.dtype.kind == "f" and not np.allclose(v, local[0][k])
+    ]
+    assert moved, "the per-rank perturbation changed nothing"
+
+
 def test_a_global_batch_that_does_not_split_is_one_line() -> None:
     cfg = load_config("recipes/demo.yaml", ["train.batch_size=16"])
     with pytest.raises(LongtailError, match="train.batch_size=16 does not split over 3 processes"):
@@ -199,15 +216,19 @@ def _torchrun(idx_root: Path, out: Path, *flags: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={WORLD}", *flags, "-m", "longtail", "train", *args]  # fmt: skip
-    return subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    out.mkdir(parents=True, exist_ok=True)
+    logs = out.parent / "torchrun"
+    with logs.with_suffix(".out").open("w") as stdout, logs.with_suffix(".err").open("w") as stderr:
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=env)
+    proc.logs = logs  # type: ignore[attr-defined]
+    return proc
 
 
 def _finished(proc: subprocess.Popen[str]) -> str:
-    out, err = proc.communicate(timeout=200)
-    assert proc.returncode == 0, err[-3000:]
-    return out
+    proc.wait(timeout=200)
+    logs: Path = proc.logs  # type: ignore[attr-defined]
+    assert proc.returncode == 0, logs.with_suffix(".err").read_text()[-3000:]
+    return logs.with_suffix(".out").read_text()
 
 
 def _metrics(folder: Path) -> list[dict[str, Any]]:
@@ -267,3 +288,37 @@ def test_kill_9_of_a_rank_restarts_into_the_same_folder_and_the_same_result(
         for f in (folder, next(uninterrupted[1].iterdir()))
     ]
     assert final[0]["top1"] == final[1]["top1"] and final[0]["per_class"] == final[1]["per_class"]
+
+
+def test_a_stage_two_starts_from_a_torchrun_run(
+    uninterrupted: tuple[str, Path], tmp_path: Path
+) -> None:
+    """cRT from the folder a 2-rank run wrote: its checkpoint is a plain model's (no DDP prefix,
+    GatheredBatchNorm's keys are BatchNorm's), so a one-process stage 2 loads it as any other."""
+    source = next(uninterrupted[1].iterdir())
+    config = yaml.safe_load((source / "config.yaml").read_text())
+    args = ["recipes/demo.yaml", *TINY, f"data.root={config['data']['root']}", "train.epochs=1",
+            f"init.run={source}", "init.freeze=backbone", "init.reset_classifier=true",
+            "train.sampler=class_balanced", "loss.reweight=none", f"out_dir={tmp_path}"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "longtail", "train", *args], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = json.loads((Path(done.stdout.strip()) / "final.json").read_text())
+    assert final.get("frozen_tensors_unchanged", 0) > 0 and 0 <= final["top1"] <= 100
+
+
+def test_a_failing_run_stops_every_rank_with_its_one_line_error(
+    idx_root: Path, tmp_path: Path
+) -> None:
+    """A loss that turns NaN (the readout is the global one, so every rank sees it): torchrun
+    ends with an error, the folder says failed, the last good checkpoint is kept."""
+    out = tmp_path / "runs"
+    proc = _torchrun(idx_root, out, "optim.lr=1e12")
+    proc.wait(timeout=200)
+    err = proc.logs.with_suffix(".err").read_text()  # type: ignore[attr-defined]
+    assert proc.returncode != 0
+    assert re.search(
+        r"error: training loss became (nan|inf|-inf) in epoch \d+: lower optim.lr", err
+    )
+    (folder,) = out.iterdir()
+    assert json.loads((folder / "status.json").read_text())["state"] == "failed"
