@@ -53,11 +53,15 @@ def start(device: torch.device) -> tuple[torch.device, Shard]:
     """Join the process group torchrun describes; return (this rank's device, its shard).
 
     ``device`` is the run's resolved ``train.device``: on CUDA each rank takes ``cuda:LOCAL_RANK``.
-    A plain run (no launcher) returns ``(device, Shard())`` untouched. Idempotent in a process.
+    A plain run (no launcher, no process group) returns ``(device, Shard())`` untouched; under a
+    process group the caller made, its ranks are used. Idempotent in a process.
     """
-    if not requested():
+    if dist.is_initialized():  # a group the caller made (the Python API): join its ranks
+        world = dist.get_world_size()
+    elif requested():
+        world = int(os.environ["WORLD_SIZE"])
+    else:
         return device, Shard()
-    world = int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if local >= torch.cuda.device_count():
