@@ -77,6 +77,11 @@ class Stepper:
         hook = getattr(self.method, "epoch_record", None)
         return dict(hook()) if hook is not None else {}
 
+    @property
+    def stateful(self) -> bool:
+        """Whether the method has random state a checkpoint must hold."""
+        return hasattr(self.method, "step_state")
+
     def state_dict(self) -> dict[str, Any] | None:
         """The method's random state a resume needs (None when it has none)."""
         hook = getattr(self.method, "step_state", None)

@@ -110,7 +110,7 @@ class TrainingParts:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.loader.load_state_dict(state["loader"])
-            if self.step.state_dict() is not None:
+            if self.step.stateful:
                 self.step.load_state_dict(state["step"])
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -17,7 +17,7 @@ from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
-from longtail.train.build import TrainingParts, build_training, check_parallel
+from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
@@ -34,14 +34,10 @@ def train(cfg: Config) -> Path:
     leaves nothing behind. Under ``torchrun --max-restarts=R`` a restarted group continues the
     folder its first attempt made (found by torchrun's run id): one run, one folder.
     """
-    cfg = _with_source_subset(cfg)
-    runtime.set_threads(cfg.train.threads)
-    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    cfg, device, shard = _place(_with_source_subset(cfg))
     earlier = _earlier_attempt(cfg, shard)
     if earlier is not None and (earlier / CHECKPOINT).is_file():
         return resume(earlier)
-    cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
-    check_parallel(cfg, shard)
     data = prepare_data(cfg.data, device)
     check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device, shard)
@@ -58,6 +54,13 @@ def train(cfg: Config) -> Path:
     path = launch.share(str(run.path) if shard.main else "", shard)
     run = run if shard.main else RunFolder(Path(path), writes=False)
     return _run(cfg, data, device, run, parts, 0, None)
+
+
+def _place(cfg: Config) -> tuple[Config, torch.device, launch.Shard]:
+    """Threads, this rank's device and shard (torchrun), and ``precision=auto`` resolved there."""
+    runtime.set_threads(cfg.train.threads)
+    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    return replace(cfg, train=runtime.resolve_precision(cfg.train, device)), device, shard
 
 
 def _earlier_attempt(cfg: Config, shard: launch.Shard) -> Path | None:
@@ -112,14 +115,10 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
             f"train.epochs={cfg.train.epochs} is below the {state['epoch']} epochs already done:"
             " pass train.epochs >= that to continue"
         )
-    runtime.set_threads(cfg.train.threads)
-    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    cfg, device, shard = _place(cfg)  # an older folder's precision=auto resolves here
     run.writes = shard.main
     if shard.main:
         run.claim()  # before anything is touched: a live run's folder is refused
-    # an older folder may say precision=auto: it resolves here
-    cfg = replace(cfg, train=runtime.resolve_precision(cfg.train, device))
-    check_parallel(cfg, shard)
     data_cfg = cfg.data
     if data_cfg.dataset != "pack":
         data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
