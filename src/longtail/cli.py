@@ -200,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[ns.command](list(ns.args))
     except LongtailError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if not (err.every_rank and os.environ.get("RANK", "0") != "0"):  # one line, not W
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted before training started", file=sys.stderr)

@@ -77,6 +77,25 @@ CASES = {
         "train.epochs=2",
         "START_EPOCH=1",
     ],
+    # Hybrid-MPSC (two prototypes a class) with square-root contrastive batches
+    "hybrid_mpsc_sqrt": [
+        "strategy.name=hybrid",
+        "strategy.contrastive=mpsc",
+        "strategy.contrastive_sampler=sqrt",
+        "strategy.proj_hidden=16",
+        "strategy.proj_dim=8",
+        "train.batch_size=8",
+    ],
+    # Hybrid-CE-CE: CE in both branches
+    "hybrid_ce_ce": ["strategy.name=hybrid", "strategy.contrastive=ce", "train.batch_size=8"],
+    # class-balanced CE with the progressive sampler half-way through its schedule
+    "cb_progressive": [
+        "loss.name=class_balanced",
+        "loss.reweight=none",
+        "train.sampler=progressive",
+        "train.epochs=2",
+        "START_EPOCH=1",
+    ],
 }
 PRETRAIN = ["loss.reweight=none", "loss.reweight_epoch=0", "augment.crop=resized",
             "augment.jitter=[0.4,0.4,0.4,0.1]", "strategy.proj_hidden=16", "strategy.proj_dim=8",
@@ -92,6 +111,9 @@ CASES |= {  # pre-training (the demo's DRW off: these train no classifier)
             "strategy.temperature=0.2"],
     "moco": [*PRETRAIN, "strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"],
 }  # fmt: skip
+# run by the ranks alone: SAM's first pass without gradient synchronisation (the speed option) is
+# no longer one process's step, but the ranks still agree (the update pass is synchronised)
+UNSYNCED = {"simsiam_rwsam_unsynced": [*CASES["simsiam_rwsam"], "sam.sync_first=false"]}
 # one xdist worker runs every multi-process test (two cores: two ranks at a time)
 pytestmark = [pytest.mark.dist, pytest.mark.xdist_group("dist"), pytest.mark.timeout(240)]
 
@@ -128,7 +150,8 @@ def _worker(process: int, world: int, root: str, port: int, out: str) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")  # fmt: skip
     torch.set_num_threads(1)
     try:
-        results = {name: _steps(root, overrides) for name, overrides in CASES.items()}
+        cases = CASES | UNSYNCED
+        results = {name: _steps(root, overrides) for name, overrides in cases.items()}
     finally:
         launch.stop()
     with open(f"{out}/rank{process}.pkl", "wb") as handle:
@@ -180,6 +203,17 @@ def test_two_ranks_take_the_steps_of_one_process(
     _assert_close(ranks[1][case]["state"], ranks[0][case]["state"])
 
 
+def test_an_unsynchronised_first_sam_pass_keeps_the_ranks_equal(
+    ranks: list[dict[str, Any]],
+) -> None:
+    """Each rank perturbs by its own gradient, then both step with the averaged update gradient:
+    equal ranks, a different step from the synchronised one (else the option did nothing)."""
+    got, synced = (ranks[0][c]["state"] for c in ("simsiam_rwsam_unsynced", "simsiam_rwsam"))
+    _assert_close(ranks[1]["simsiam_rwsam_unsynced"]["state"], got)
+    moved = [k for k, v in got.items() if v.dtype.kind == "f" and not np.allclose(v, synced[k])]
+    assert moved, "sam.sync_first=false took the synchronised step"
+
+
 def test_a_global_batch_that_does_not_split_is_one_line() -> None:
     cfg = load_config("recipes/demo.yaml", ["train.batch_size=16"])
     with pytest.raises(LongtailError, match="train.batch_size=16 does not split over 3 processes"):
@@ -190,13 +224,15 @@ def test_a_global_batch_that_does_not_split_is_one_line() -> None:
 E2E_EPOCHS = 6
 
 
-def _torchrun(idx_root: Path, out: Path, *flags: str) -> subprocess.Popen[str]:
+def _torchrun(
+    idx_root: Path, out: Path, *flags: str, overrides: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
     """``torchrun --nproc_per_node=2 -m longtail train`` on the tiny data (2 ranks x 1 thread).
 
     Its output goes to files beside ``out``, never to pipes: a pipe nobody reads while the test
     polls fills up, and a rank blocked writing a warning then misses the rendezvous."""
     args = ["recipes/demo.yaml", *TINY, f"data.root={idx_root}", f"train.epochs={E2E_EPOCHS}",
-            "train.threads=1", "eval.every=1", f"out_dir={out}"]  # fmt: skip
+            "train.threads=1", "eval.every=1", f"out_dir={out}", *overrides]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc_per_node={WORLD}", *flags, "-m", "longtail", "train", *args]  # fmt: skip
@@ -233,6 +269,22 @@ def test_torchrun_writes_one_folder_with_one_writer(uninterrupted: tuple[str, Pa
     assert json.loads((folder / "status.json").read_text())["state"] == "complete"
     assert [m["epoch"] for m in _metrics(folder)] == list(range(1, E2E_EPOCHS + 1))
     assert not list(folder.glob("*.tmp*"))  # nothing half-written
+
+
+def test_a_nan_loss_stops_every_rank_with_one_line(idx_root: Path, tmp_path: Path) -> None:
+    """The NaN check reads the loss averaged over ranks, so both ranks stop in the same step with
+    the same error; rank 0 alone prints it. The folder is marked failed, with no final.json."""
+    out = tmp_path / "runs"
+    proc = _torchrun(idx_root, out, overrides=("optim.lr=1e30", "train.epochs=2"))
+    proc.wait(timeout=200)
+    logs: Path = proc.logs  # type: ignore[attr-defined]
+    errors = [x for x in logs.with_suffix(".err").read_text().splitlines() if "error:" in x]
+    assert proc.returncode != 0
+    assert len(errors) == 1 and errors[0].startswith("error: training loss became nan in epoch 1")
+    assert "lower optim.lr" in errors[0] and "no epoch had finished" in errors[0]
+    (folder,) = out.iterdir()
+    assert json.loads((folder / "status.json").read_text())["state"] == "failed"
+    assert not (folder / "final.json").exists()
 
 
 def _rank_pid(parent: int, rank: int) -> int | None:

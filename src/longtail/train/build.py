@@ -128,12 +128,14 @@ def check_parallel(cfg: Config, shard: Shard) -> None:
         )
 
 
-def data_parallel(method: nn.Module, device: torch.device) -> nn.Module:
+def data_parallel(method: nn.Module, device: torch.device, static: bool = True) -> nn.Module:
     """``method`` in DistributedDataParallel: its backward averages the gradients over ranks.
 
     Buffers are not broadcast (global BatchNorm keeps them equal on every rank; without it each
-    rank keeps its own and rank 0's are saved); the graph is static, so parameters a method never
-    uses (a stage-1 classifier) are allowed.
+    rank keeps its own and rank 0's are saved). Parameters a method never uses (a stage-1
+    classifier) are allowed: by a static graph (one synchronised backward per forward, every
+    step alike), or, when ``static`` is False because some backward passes skip synchronisation
+    (``no_sync``, which a static graph's reducer refuses), by searching the graph for them.
     """
     import inspect
 
@@ -143,7 +145,8 @@ def data_parallel(method: nn.Module, device: torch.device) -> nn.Module:
     # torch 2.13 renames broadcast_buffers (2.11, the GPU image, knows only the old name)
     known = inspect.signature(DistributedDataParallel.__init__).parameters
     buffers = "forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers"
-    options: dict[str, Any] = {buffers: False, "static_graph": True}
+    options: dict[str, Any] = {buffers: False}
+    options |= {"static_graph": True} if static else {"find_unused_parameters": True}
     return DistributedDataParallel(method, device_ids=ids, **options)
 
 
@@ -256,6 +259,7 @@ def build_training(
     else:
         method = Supervised(model, objective, cfg.train.compile)
     amp = runtime.autocast_dtype(cfg.train, device)
+    skips_sync = cfg.sam.rho > 0 and not cfg.sam.sync_first  # SAM's first pass under no_sync
     step = Stepper(
         method,
         optimizer,
@@ -264,7 +268,9 @@ def build_training(
         cfg.train.channels_last,
         sam=cfg.sam,
         # under a process group (torchrun, even of one process): DDP around the method
-        forward_module=data_parallel(method, device) if dist.is_initialized() else None,
+        forward_module=(
+            data_parallel(method, device, static=not skips_sync) if dist.is_initialized() else None
+        ),
         sam_sync_first=cfg.sam.sync_first,
     )
     return TrainingParts(model, optimizer, loader, objective, step, frozen, shard)

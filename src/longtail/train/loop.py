@@ -19,7 +19,7 @@ from longtail.config import Config
 from longtail.errors import LongtailError
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.optim.schedules import lr_factor
-from longtail.run_folder import PLOT, PROBE_PLOT, RunFolder
+from longtail.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
 from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
 from longtail.train.probe_run import probe_run
@@ -132,8 +132,14 @@ def fit(
 
 
 def _check_finite(loss: float, epoch: int, run: RunFolder) -> None:
+    """Stop on a NaN/inf loss. The loss is averaged over ranks, so every rank stops alike."""
     if not math.isfinite(loss):
+        kept = (
+            f"the last good checkpoint is kept in {run.path}"
+            if run.file(CHECKPOINT).exists()
+            else f"no epoch had finished; the run folder is {run.path}"
+        )
         raise LongtailError(
-            f"training loss became {loss} in epoch {epoch + 1}: lower optim.lr (the last good"
-            f" checkpoint is kept in {run.path})"
+            f"training loss became {loss} in epoch {epoch + 1}: lower optim.lr ({kept})",
+            every_rank=True,
         )
