@@ -29,6 +29,11 @@ class DataConfig:
     # cifar10 | cifar100 | fashion_mnist | mnist | imagefolder | split_list | pack
     dataset: str = "cifar10"
     root: str = "../shared/data/cifar10-jpeg"  # relative paths resolve against the current folder
+    # split_list: the published lists (`relative/path label` lines, relative to data.root); unset:
+    # <root>/<split>.txt. val is held-out data for choices (tau-norm's tau), test the reported split
+    train_list: str | None = None
+    val_list: str | None = None
+    test_list: str | None = None
     channels: int | None = None  # 1 or 3; None keeps the dataset's own (1 for MNIST-likes)
     image_size: int | None = None  # split_list only: resize the shorter side, then centre-crop
     cache_dir: str | None = "data/cache"  # decoded uint8 arrays are cached here (null: no cache)
@@ -36,9 +41,9 @@ class DataConfig:
     profile: str = "exp"  # exp: n_c = floor(n_max * r^(-c/(C-1))); step: half n_max, half n_max / r
     n_max: int | None = None  # largest class; default: the largest class of the full training split
     total: int | None = None  # fixed total size (same profile shape), for equal-size studies
-    subset_rule: str = (
-        "shuffle"  # shuffle: LDAM-DRW's seeded per-class shuffle; first: source order
-    )
+    # shuffle: LDAM-DRW's seeded per-class shuffle; first: source order; none: the training split
+    # as given, every image (a naturally long-tailed published split: ImageNet-LT, Places-LT, iNat)
+    subset_rule: str = "shuffle"
     subset_seed: int = 0
     index_file: str | None = None  # reuse a saved lt_index.json instead of building the subset
     test_limit: int | None = None  # evaluate on N test images spread over the split (quick runs)
@@ -253,7 +258,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
         "pack",
     ),
     "data.profile": ("exp", "step"),
-    "data.subset_rule": ("shuffle", "first"),
+    "data.subset_rule": ("shuffle", "first", "none"),
     "augment.crop": ("pad", "resized", "none"),
     "augment.pad_mode": ("zeros", "reflect"),
     "model.classifier": ("linear", "cosine"),
@@ -405,6 +410,12 @@ def validate(cfg: Config) -> None:
     if not math.isfinite(ratio) or ratio < 1:
         raise LongtailError(
             f"data.imbalance_ratio must be >= 1 (got {ratio}): r = n_max / n_min, 1 is balanced"
+        )
+    lists = [n for n in ("train_list", "val_list", "test_list") if getattr(cfg.data, n)]
+    if lists and cfg.data.dataset != "split_list":
+        raise LongtailError(
+            f"data.{lists[0]} names a split list, which only dataset split_list reads (got"
+            f" data.dataset={cfg.data.dataset}): set data.dataset=split_list or drop data.{lists[0]}"
         )
     positive = {
         "train.epochs": cfg.train.epochs,

@@ -26,7 +26,7 @@ from longtail.errors import LongtailError
 from longtail.io import atomic_write
 
 PROFILES = ("exp", "step")
-RULES = ("shuffle", "first")
+RULES = ("shuffle", "first", "none")
 
 
 def _check(num_classes: int, ratio: float, profile: str) -> None:
@@ -127,7 +127,9 @@ def long_tail_indices(
         labels: int ``[N]`` in source order.
         counts: wanted images per class, ``[C]``.
         seed: seeds the one ``RandomState`` shared by all classes ("shuffle" rule).
-        rule: "shuffle" (LDAM-DRW's subset) or "first" (first n_c in source order).
+        rule: "shuffle" (LDAM-DRW's subset), "first" (first n_c in source order), or "none":
+            every image, in source order, whatever ``counts`` says (a published long-tailed split
+            taken as given).
     """
     if rule not in RULES:
         raise LongtailError(
@@ -141,6 +143,8 @@ def long_tail_indices(
             f"labels go up to {int(labels.max())} but counts has {len(counts)} entries: "
             "give one count per class"
         )
+    if rule == "none":
+        return np.arange(len(labels), dtype=np.int64)
     rng = np.random.RandomState(seed)
     chosen: list[np.ndarray] = []
     for c, n_c in enumerate(counts):

@@ -89,13 +89,45 @@ def _plan(
         raise LongtailError(
             "dataset split_list needs an image size to resize and crop to: set data.image_size"
         )
-    listed = read_split_list(list_file or root / f"{split}.txt", root)
+    listed = read_split_list(split_list_file(root, split, list_file), root)
     size = image_size
     return (
         "split_list",
         lambda: decode_file_list(listed, size, channels, workers=workers),
-        [list_file or root / f"{split}.txt", *listed.paths],
+        [split_list_file(root, split, list_file), *listed.paths],
     )
+
+
+def split_list_file(root: Path, split: str, list_file: Path | None) -> Path:
+    """The list of a split: ``list_file`` when named (data.<split>_list), else ``root/<split>.txt``."""
+    return list_file if list_file is not None else root / f"{split}.txt"
+
+
+def read_labels(
+    dataset: str, root: str | Path, split: str, list_file: str | Path | None = None
+) -> tuple[np.ndarray, list[str]] | None:
+    """(int64 labels [N] in source order, class names) of a split read from its file names or list
+    alone, without decoding an image; None for array sources (pickles, idx), whose labels come
+    with the decoded arrays at little cost.
+
+    A split list's classes are "0".."C-1", C = its largest label + 1 (its images need not exist).
+    """
+    root = Path(root).expanduser()
+    lst = Path(list_file).expanduser() if list_file is not None else None
+    if dataset == "split_list":
+        listed = read_split_list(split_list_file(root, split, lst), root, check_files=False)
+        return listed.labels, [str(c) for c in range(listed.num_classes)]
+    if not root.exists():
+        raise LongtailError(
+            f"data.root {root} does not exist: point data.root at the {dataset} data folder"
+        )
+    if dataset not in DATASETS:  # a pack: arrays
+        return None
+    reader, _, _ = _plan(dataset, root, split, 3, None, None, 1)
+    if reader != "imagefolder":
+        return None
+    listing = list_image_folder(root, split)
+    return listing.labels, listing.classes
 
 
 def load_split(
@@ -115,11 +147,13 @@ def load_split(
         dataset: one of ``DATASETS``. "cifar10"/"cifar100" read the python pickles when ``root``
             holds them (or is their folder), else an ImageFolder ``train/``, ``test/`` tree there
             (e.g. the CIFAR-10 JPEG copy).
-        root: data.root; for "split_list" the image root, lists at ``<root>/<split>.txt``.
+        root: data.root; for "split_list" the image root (lists: ``list_file``, or
+            ``<root>/<split>.txt``).
         split: "train" / "test" (or the ImageFolder sub-folder / list name).
         cache_dir: where decoded ``.npz`` files are kept; None decodes every call.
         channels: 1 or 3; None keeps the dataset's own (1 for MNIST-likes, else 3).
-        list_file: for "split_list", a list file other than ``<root>/<split>.txt``.
+        list_file: for "split_list", the split's list (data.train_list / val_list / test_list)
+            instead of ``<root>/<split>.txt``.
         image_size: for "split_list", the square side images are resized and cropped to.
         workers: decoding threads for image files.
     """
@@ -149,6 +183,8 @@ def load_split(
         "channels": want,
         "image_size": image_size,
     }
+    if lst is not None:  # a named list (absent from the key otherwise: older caches stay valid)
+        key["list"] = str(lst.expanduser().resolve())
     return cached(key, build_converted, Path(cache_dir), sources=sources)
 
 
@@ -178,6 +214,8 @@ def image_files(dataset: str, root: str | Path, split: str) -> list[Path] | None
     """The image file of every record of a split, in record order, when the dataset reads files
     unchanged (ImageFolder trees, the CIFAR-10 JPEG copy); None for arrays (pickles, idx) and for
     split lists (those are resized on decoding)."""
+    if dataset == "split_list":
+        return None
     root = Path(root).expanduser()
     reader, _, _ = _plan(dataset, root, split, 3, None, None, 1)
     return list_image_folder(root, split).paths if reader == "imagefolder" else None

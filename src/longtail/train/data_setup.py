@@ -21,7 +21,7 @@ from longtail.data.lt_index import (
     long_tail_indices,
 )
 from longtail.data.pack import read_pack, read_pack_meta
-from longtail.data.registry import dataset_stats, load_split
+from longtail.data.registry import dataset_stats, load_split, read_labels
 from longtail.errors import LongtailError
 
 
@@ -61,6 +61,11 @@ def input_transform(
     return transform
 
 
+def list_file(cfg: DataConfig, split: str) -> str | None:
+    """The list a split is read from, when the recipe names one (data.train_list, ...)."""
+    return {"train": cfg.train_list, "val": cfg.val_list, "test": cfg.test_list}.get(split)
+
+
 def load_arrays(cfg: DataConfig, split: str) -> ImageArrays:
     """One full split, decoded (through the cache when ``cfg.cache_dir`` is set)."""
     if cfg.dataset == "pack":
@@ -72,8 +77,17 @@ def load_arrays(cfg: DataConfig, split: str) -> ImageArrays:
         split,
         cache_dir=cache,
         channels=cfg.channels,
+        list_file=list_file(cfg, split),
         image_size=cfg.image_size,
     )
+
+
+def has_published_val(cfg: DataConfig) -> bool:
+    """Whether the data has its own validation split: a named ``data.val_list``, or a split list
+    root holding ``val.txt``."""
+    if cfg.dataset != "split_list":
+        return False
+    return cfg.val_list is not None or (Path(cfg.root).expanduser() / "val.txt").is_file()
 
 
 SUBSET_FIELDS = ("imbalance_ratio", "profile", "n_max", "total", "subset_rule", "subset_seed")
@@ -135,6 +149,9 @@ def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dic
                 f"data.index_file {cfg.index_file} was made on other data (class counts differ):"
                 " point data.root at the data it was saved for"
             )
+    elif cfg.subset_rule == "none":  # the split as published: every image, in source order
+        indices = np.arange(len(labels), dtype=np.int64)
+        record = {"dataset": cfg.dataset, "rule": "none", "list": cfg.train_list}
     else:
         full_counts = np.bincount(labels, minlength=num_classes).tolist()
         counts = subset_counts(cfg, full_counts)
@@ -204,8 +221,13 @@ def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         record = _pack_record(cfg, read_pack_meta(cfg.root))
         return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
-    full = load_arrays(cfg, "train")
-    record = choose_indices(cfg, full.labels, full.num_classes)
+    labelled = read_labels(cfg.dataset, cfg.root, "train", list_file(cfg, "train"))
+    if labelled is not None:  # file names or a list: no image is decoded
+        labels, classes = labelled
+    else:
+        full = load_arrays(cfg, "train")
+        labels, classes = full.labels, list(full.classes)
+    record = choose_indices(cfg, labels, len(classes))
     return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
 
 
@@ -226,7 +248,8 @@ def validation_indices(
         empty = next(c for c, p in enumerate(pools) if len(p) == 0)
         raise LongtailError(
             f"class {empty} has no training images outside the long-tailed subset, so no balanced"
-            " validation split exists: train stage 1 with data.n_max below the largest class size"
+            " validation split exists: name a published one (data.dataset=split_list with"
+            " data.val_list), or train stage 1 with data.n_max below the largest class size"
         )
     rng = np.random.RandomState(seed)
     return np.concatenate([np.sort(rng.choice(p, n, replace=False)) for p in pools])
@@ -235,7 +258,16 @@ def validation_indices(
 def prepare_validation(
     cfg: DataConfig, record: dict[str, Any], device: torch.device, per_class: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(uint8 images [V, C, H, W], int64 labels [V], indices [V]) of :func:`validation_indices`."""
+    """(uint8 images [V, C, H, W], int64 labels [V], indices [V]): the data's published validation
+    split when it has one (:func:`has_published_val`; indices into it), else
+    :func:`validation_indices` of the spare training images."""
+    if has_published_val(cfg):
+        val = load_arrays(cfg, "val")
+        return (
+            to_device_tensor(val.images, device),
+            torch.as_tensor(val.labels, dtype=torch.int64, device=device),
+            np.arange(len(val.labels), dtype=np.int64),
+        )
     if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         raise LongtailError(
             "a data pack holds only the long-tailed subset, so it has no spare images for a"

@@ -15,7 +15,12 @@ from longtail.errors import LongtailError
 from longtail.io import atomic_write_json
 from longtail.run_folder import INDEX, RunFolder
 from longtail.train.build import build_model, evaluate_model
-from longtail.train.data_setup import PreparedData, prepare_data, prepare_validation
+from longtail.train.data_setup import (
+    PreparedData,
+    has_published_val,
+    prepare_data,
+    prepare_validation,
+)
 from longtail.train.probe_run import probe_run
 
 # Evaluation may run elsewhere (device, batch, the data's new location), never on other data.
@@ -26,6 +31,9 @@ EVAL_OVERRIDABLE = (
     "eval",
     "probe",
     "data.root",
+    "data.train_list",  # where the lists now live (a moved train list must give the same counts)
+    "data.val_list",
+    "data.test_list",
     "data.cache_dir",
     "data.test_limit",
 )
@@ -60,9 +68,11 @@ def taunorm_run(
 ) -> dict[str, Any]:
     """tau-norm (Kang et al. 2020): sweep tau on a balanced validation split, test at the best.
 
-    The validation split holds training images outside the run's long-tailed subset (the same
-    count per class, up to ``val_per_class``, seeded); the test set is used only once, at the
-    chosen tau. Writes ``taunorm.json`` (chosen tau, the sweep curve, the test result).
+    The validation split is the data's published one when it has one (``data.val_list``: ImageNet-LT,
+    Places-LT), else training images outside the run's long-tailed subset (the same count per
+    class, up to ``val_per_class``, seeded); the test set is used only once, at the chosen tau.
+    Writes ``taunorm.json`` (chosen tau, the sweep curve, where the validation images came from,
+    the test result).
     """
     cfg, data, model, epoch, run = _load_run(run_dir, overrides)
     device = data.test_labels.device
@@ -82,6 +92,11 @@ def taunorm_run(
         "tau": tau,
         "val_top1_at_tau": curve[best],
         "sweep": {"tau": [float(t) for t in taus], "val_top1": curve},
+        "val_source": (
+            f"published list {cfg.data.val_list or Path(cfg.data.root) / 'val.txt'}"
+            if has_published_val(cfg.data)
+            else "training images outside the long-tailed subset"
+        ),
         "val_per_class": len(val_indices) // data.num_classes,
         "val_seed": val_seed,
         "val_indices": val_indices.tolist(),

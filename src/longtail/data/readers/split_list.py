@@ -31,8 +31,12 @@ class FileList:
     num_classes: int
 
 
-def read_split_list(list_file: str | Path, image_root: str | Path) -> FileList:
-    """Parse ``list_file`` and check that every listed image exists under ``image_root``.
+def read_split_list(
+    list_file: str | Path, image_root: str | Path, check_files: bool = True
+) -> FileList:
+    """Parse ``list_file`` and (``check_files``) check that every listed image exists under
+    ``image_root``. Without the check nothing but the list is read (labels only: counting a
+    published split needs no images).
 
     Raises:
         LongtailError: the list is missing or empty, a line is malformed (reported as file:line),
@@ -71,7 +75,7 @@ def read_split_list(list_file: str | Path, image_root: str | Path) -> FileList:
         raise LongtailError(
             f"split list {list_file} lists no images: fill it with 'path label' lines"
         )
-    missing = [p for p in paths if not p.is_file()]
+    missing = [p for p in paths if not p.is_file()] if check_files else []
     if missing:
         raise LongtailError(
             f"{len(missing)} of {len(paths)} images in {list_file} are missing, the first is "

@@ -1,0 +1,132 @@
+"""Published long-tailed splits (ImageNet-LT, Places-LT, iNaturalist) used as given.
+
+``data.subset_rule=none`` keeps every line of a list; ``data.train_list`` / ``val_list`` /
+``test_list`` name the lists; ``longtail data`` counts a list without decoding (or even having)
+its images; tau-norm chooses tau on the published validation list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.fixtures import write_split_list
+from longtail.cli import main
+from longtail.config import Config, load_config
+from longtail.data.registry import read_labels
+from longtail.errors import LongtailError
+from longtail.train.data_setup import describe_subset, prepare_data, prepare_validation
+from shared_data import require_shared
+
+# (list, images, classes, largest class, smallest class): counted from the published files
+PUBLISHED = [
+    ("ImageNet_LT_val.txt", 20_000, 1000, 20, 20),
+    ("ImageNet_LT_test.txt", 50_000, 1000, 50, 50),
+    ("Places_LT_train.txt", 62_500, 365, 4980, 5),
+    ("Places_LT_val.txt", 7_300, 365, 20, 20),
+    ("Places_LT_test.txt", 36_500, 365, 100, 100),
+]
+
+
+@pytest.mark.parametrize(("name", "total", "classes", "most", "fewest"), PUBLISHED)
+def test_published_lists_count_exactly_without_their_images(
+    name: str, total: int, classes: int, most: int, fewest: int
+) -> None:
+    listed = require_shared(f"splits/{name}")
+    labelled = read_labels("split_list", "/nonexistent-image-root", "train", listed)
+    assert labelled is not None
+    labels, names = labelled
+    counts = np.bincount(labels, minlength=classes)
+    assert (len(labels), len(names)) == (total, classes)
+    assert (counts.max(), counts.min()) == (most, fewest)
+
+
+def test_longtail_data_counts_places_lt_as_published(capsys: pytest.CaptureFixture[str]) -> None:
+    listed = require_shared("splits/Places_LT_train.txt")
+    args = ["recipes/demo.yaml", "data.dataset=split_list", "data.root=/no-images-here",
+            f"data.train_list={listed}", "data.subset_rule=none", "data.image_size=32"]  # fmt: skip
+    assert main(["data", *args]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["total"] == 62_500 and len(record["counts"]) == 365
+    assert (
+        record["counts"][:3]
+        == np.bincount(
+            [int(line.split()[1]) for line in listed.read_text().split("\n") if line.strip()]
+        )[:3].tolist()
+    )
+
+
+@pytest.fixture
+def lists(tmp_path: Path) -> dict[str, Path]:
+    """An image root with long-tailed train, balanced val and test lists beside it (not in it)."""
+    root, train, _ = write_split_list(tmp_path, [9, 4, 2], num_classes=3, list_name="train.txt")
+    _, val, _ = write_split_list(tmp_path, 2, num_classes=3, list_name="val.txt", seed=5)
+    _, test, _ = write_split_list(tmp_path, 3, num_classes=3, list_name="test.txt", seed=9)
+    elsewhere = tmp_path / "splits"
+    elsewhere.mkdir()
+    moved = {}
+    for split, path in (("train", train), ("val", val), ("test", test)):
+        moved[split] = path.rename(elsewhere / f"LT_{split}.txt")
+    moved["root"] = root
+    return moved
+
+
+def _cfg(lists: dict[str, Path], *extra: str) -> Config:
+    return load_config("recipes/demo.yaml", [*_overrides(lists), *extra])
+
+
+def test_a_list_used_as_published_keeps_every_line(lists: dict[str, Path]) -> None:
+    cfg = _cfg(lists)
+    data = prepare_data(cfg.data, torch.device("cpu"))
+    want = [int(x.split()[1]) for x in lists["train"].read_text().splitlines() if x.strip()]
+    assert data.train_labels.tolist() == want  # every line, in list order
+    assert data.train_counts == [9, 4, 2] and data.index_record["indices"] == list(range(15))
+    assert data.index_record["rule"] == "none" and len(data.test_labels) == 9
+    assert describe_subset(cfg.data) == {"dataset": "split_list", "counts": [9, 4, 2], "total": 15}
+    images, labels, indices = prepare_validation(
+        cfg.data, data.index_record, torch.device("cpu"), per_class=50, seed=0
+    )
+    assert images.shape == (6, 3, 16, 16) and sorted(labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert indices.tolist() == list(range(6))
+
+
+def test_a_subset_of_a_list_is_still_the_default(lists: dict[str, Path]) -> None:
+    cfg = _cfg(lists, "data.subset_rule=shuffle", "data.imbalance_ratio=2", "data.n_max=4")
+    assert describe_subset(cfg.data)["counts"] == [4, 2, 2]  # floor(4 * 2^(-c/2))
+
+
+def test_lists_name_only_split_list_data() -> None:
+    with pytest.raises(LongtailError, match="data.val_list names a split list.*split_list"):
+        load_config("recipes/demo.yaml", ["data.val_list=val.txt"])
+
+
+def test_taunorm_chooses_on_the_published_val_list(lists: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    args = ["recipes/demo.yaml", *_overrides(lists), "train.epochs=1",
+            "train.batch_size=5", "train.device=cpu", "train.progress=false",
+            "probe.enabled=false", "schedule.warmup_epochs=0", "model.name=resnet20",
+            "model.kwargs.width=0.25", f"out_dir={out}"]  # fmt: skip
+    assert main(["train", *args]) == 0
+    (run,) = out.iterdir()
+    assert main(["taunorm", str(run)]) == 0
+    result = json.loads((run / "taunorm.json").read_text())
+    assert result["val_source"] == f"published list {lists['val']}"
+    assert result["val_indices"] == list(range(6))
+
+
+def _overrides(lists: dict[str, Path]) -> list[str]:
+    return ["data.dataset=split_list", f"data.root={lists['root']}", "data.image_size=16",
+            "data.cache_dir=null", f"data.train_list={lists['train']}",
+            f"data.val_list={lists['val']}", f"data.test_list={lists['test']}",
+            "data.subset_rule=none"]  # fmt: skip
+
+
+def test_pack_of_a_split_list(lists: dict[str, Path], tmp_path: Path) -> None:
+    """``longtail pack`` on a split list (it stopped with 'set data.image_size' though it was set)."""
+    out = tmp_path / "lists.npz"
+    assert main(["pack", "recipes/demo.yaml", str(out), *_overrides(lists)]) == 0
+    assert out.is_file() and out.stat().st_size > 0
