@@ -68,6 +68,9 @@ class ModelConfig:
     name: str = "resnet32"
     classifier: str = "linear"  # linear | cosine
     kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {stem: cifar} for resnet18
+    # a torchvision-format state dict to start from (ImageNet weights for Places-LT); the
+    # classifier is taken only when it fits (same classes), else trained from its initialisation
+    pretrained: str | None = None
 
 
 @dataclass

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from longtail.errors import LongtailError
 from longtail.models import create_model, resnet18, resnet32, resnet50
+from longtail.models.resnet import BasicBlock, ResNet
 from longtail.models.resnet_cifar import CifarBasicBlock, PadShortcut
 
 
@@ -116,6 +118,27 @@ def test_imagenet_resnet_parameter_counts(
     assert _count(create_model(name, 1000)) == published
     cifar_stem = create_model(name, 10, stem="cifar")
     assert _count(cifar_stem) == _imagenet_resnet_count(layers, bottleneck, 10, "cifar")
+
+
+@pytest.mark.parametrize(
+    ("name", "published"),
+    [("resnet101", 44_549_160), ("resnet152", 60_192_808), ("resnext50_32x4d", 25_028_904)],
+)
+def test_deeper_and_grouped_resnets_have_torchvision_sizes(name: str, published: int) -> None:
+    """torchvision's parameter counts (its model docs): the deeper stages and ResNeXt's paths."""
+    assert _count(create_model(name, 1000)) == published
+
+
+def test_resnext_bottleneck_is_grouped_and_twice_as_wide() -> None:
+    model = create_model("resnext50_32x4d", 1000)
+    state = model.state_dict()
+    assert state["layer1.0.conv1.weight"].shape == (128, 64, 1, 1)  # 32 paths x 4 channels
+    assert state["layer1.0.conv2.weight"].shape == (128, 4, 3, 3)  # grouped: 4 inputs a filter
+    assert state["layer1.0.conv3.weight"].shape == (256, 128, 1, 1)
+    assert state["layer4.0.conv2.weight"].shape == (1024, 32, 3, 3)
+    assert model.layer4[0].conv2.groups == 32 and model.layer4[0].conv2.stride == (2, 2)
+    with pytest.raises(LongtailError, match="need bottleneck blocks"):
+        ResNet(BasicBlock, [2, 2, 2, 2], groups=32, width_per_group=4)
 
 
 def test_resnet18_state_dict_follows_torchvision_names() -> None:

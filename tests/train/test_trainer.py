@@ -211,3 +211,19 @@ def test_the_folder_records_the_resolved_precision_and_resume_keeps_it(
     assert json.loads((run / "final.json").read_text())["precision"] == "bf16"
     fp32 = train(_cfg(idx_root, tmp_path / "b", "train.epochs=1", "train.precision=auto"))
     assert json.loads((fp32 / "final.json").read_text())["precision"] == "fp32"
+
+
+def test_training_starts_from_model_pretrained(idx_root: Path, tmp_path: Path) -> None:
+    """The trainer's model is the file's backbone with a fresh head (other class count)."""
+    from longtail.models import create_model
+    from longtail.train.build import build_training
+    from longtail.train.data_setup import prepare_data
+
+    torch.manual_seed(5)
+    source = create_model("resnet20", 4, in_chans=1, width=0.5).state_dict()
+    torch.save(source, tmp_path / "w.pth")
+    cfg = _cfg(idx_root, tmp_path, f"model.pretrained={tmp_path / 'w.pth'}")
+    data = prepare_data(cfg.data, torch.device("cpu"))
+    state = build_training(cfg, data, torch.device("cpu")).model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.items() if not k.startswith("fc."))
+    assert state["fc.weight"].shape[0] == data.num_classes != 4

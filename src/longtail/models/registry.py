@@ -24,6 +24,9 @@ _MODELS: dict[str, Callable[..., Backbone]] = {
     "resnet18": resnet.resnet18,
     "resnet34": resnet.resnet34,
     "resnet50": resnet.resnet50,
+    "resnet101": resnet.resnet101,
+    "resnet152": resnet.resnet152,
+    "resnext50_32x4d": resnet.resnext50_32x4d,
 }
 
 

@@ -1,7 +1,9 @@
-"""ResNet-18/34/50 (He et al. 2016, Table 1) in torchvision's layout, so its checkpoints load.
+"""ResNet-18/34/50/101/152 (He et al. 2016, Table 1) and ResNeXt-50 32x4d (Xie et al. 2017, Table 1)
+in torchvision's layout, so its checkpoints load.
 
-Four stages of 64 / 128 / 256 / 512 planes. ResNet-50's bottleneck is 1x1 -> 3x3 -> 1x1 with the
-stride on the 3x3 (torchvision's "v1.5"). Shortcuts are identity, or 1x1 conv + BN (``downsample``)
+Four stages of 64 / 128 / 256 / 512 planes. The bottleneck is 1x1 -> 3x3 -> 1x1 with the stride on
+the 3x3 (torchvision's "v1.5"); ResNeXt's 3x3 is a grouped convolution of ``groups`` paths of
+``width_per_group`` channels each (stage 1: 32 x 4 = 128 wide, twice ResNet-50's 64). Shortcuts are identity, or 1x1 conv + BN (``downsample``)
 where the shape changes. Two stems:
 
 - ``stem="imagenet"``: 7x7 stride-2 conv + 3x3 stride-2 max-pool (total stride 32; for 224 px);
@@ -52,18 +54,28 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 (reduce) -> 3x3 (stride here, v1.5) -> 1x1 (expand x4), plus the shortcut."""
+    """1x1 (reduce) -> 3x3 (stride here, v1.5; ``groups`` paths) -> 1x1 (expand x4), plus the
+    shortcut. The inner width is ``planes * width_per_group / 64 * groups`` (torchvision's rule:
+    ``planes`` for ResNet, 2 ``planes`` for ResNeXt 32x4d)."""
 
     expansion = 4
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        stride: int = 1,
+        groups: int = 1,
+        width_per_group: int = 64,
+    ) -> None:
         super().__init__()
         out_planes = planes * self.expansion
-        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, out_planes, 1, bias=False)
+        width = int(planes * (width_per_group / 64.0)) * groups
+        self.conv1 = nn.Conv2d(in_planes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_planes, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_planes, out_planes, stride)
@@ -80,13 +92,20 @@ class Bottleneck(nn.Module):
 
 
 def _stage(
-    block: type[BasicBlock | Bottleneck], in_planes: int, planes: int, blocks: int, stride: int
+    block: type[BasicBlock | Bottleneck],
+    in_planes: int,
+    planes: int,
+    blocks: int,
+    stride: int,
+    paths: dict[str, int],
 ) -> nn.Sequential:
+    """``blocks`` blocks, the first with ``stride``; ``paths``: ResNeXt's groups (bottleneck only)."""
     out_planes = planes * block.expansion
-    return nn.Sequential(
-        block(in_planes, planes, stride),
-        *(block(out_planes, planes, 1) for _ in range(blocks - 1)),
-    )
+
+    def make(c_in: int, s: int) -> nn.Module:
+        return block(c_in, planes, s, **paths) if paths else block(c_in, planes, s)
+
+    return nn.Sequential(make(in_planes, stride), *(make(out_planes, 1) for _ in range(blocks - 1)))
 
 
 class ResNet(Backbone):
@@ -104,6 +123,8 @@ class ResNet(Backbone):
         zero_init_residual: start each block's last BN at weight 0, so every residual branch
             starts as the identity (Goyal et al. 2017, torchvision's flag of the same name).
         classifier: ``"linear"`` or ``"cosine"``.
+        groups, width_per_group: ResNeXt's cardinality and path width (bottleneck only; 1 and 64
+            are ResNet).
     """
 
     def __init__(
@@ -115,6 +136,8 @@ class ResNet(Backbone):
         stem: str = "imagenet",
         zero_init_residual: bool = False,
         classifier: str = "linear",
+        groups: int = 1,
+        width_per_group: int = 64,
     ) -> None:
         super().__init__()
         if stem not in STEMS:
@@ -134,11 +157,14 @@ class ResNet(Backbone):
         self.maxpool: nn.Module = (
             nn.MaxPool2d(3, stride=2, padding=1) if stem == "imagenet" else nn.Identity()
         )
+        if (groups, width_per_group) != (1, 64) and block is not Bottleneck:
+            raise LongtailError("groups / width_per_group need bottleneck blocks (ResNeXt)")
+        paths = {"groups": groups, "width_per_group": width_per_group} if groups > 1 else {}
         e = block.expansion
-        self.layer1 = _stage(block, 64, 64, layers[0], 1)
-        self.layer2 = _stage(block, 64 * e, 128, layers[1], 2)
-        self.layer3 = _stage(block, 128 * e, 256, layers[2], 2)
-        self.layer4 = _stage(block, 256 * e, 512, layers[3], 2)
+        self.layer1 = _stage(block, 64, 64, layers[0], 1, paths)
+        self.layer2 = _stage(block, 64 * e, 128, layers[1], 2, paths)
+        self.layer3 = _stage(block, 128 * e, 256, layers[2], 2, paths)
+        self.layer4 = _stage(block, 256 * e, 512, layers[3], 2, paths)
         self._set_head(512 * e, num_classes, classifier)
 
         for module in self.modules():
@@ -200,3 +226,48 @@ def resnet50(
     return ResNet(
         Bottleneck, [3, 4, 6, 3], num_classes, in_chans, stem, zero_init_residual, classifier
     )
+
+
+def resnet101(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    *,
+    stem: str = "imagenet",
+    zero_init_residual: bool = False,
+    classifier: str = "linear",
+) -> ResNet:
+    """ResNet-101: bottleneck blocks [3, 4, 23, 3]; 44,549,160 parameters with 1000 classes."""
+    return ResNet(
+        Bottleneck, [3, 4, 23, 3], num_classes, in_chans, stem, zero_init_residual, classifier
+    )
+
+
+def resnet152(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    *,
+    stem: str = "imagenet",
+    zero_init_residual: bool = False,
+    classifier: str = "linear",
+) -> ResNet:
+    """ResNet-152: bottleneck blocks [3, 8, 36, 3]; 60,192,808 parameters with 1000 classes
+    (Places-LT's backbone in Liu et al. 2019 and Kang et al. 2020)."""
+    return ResNet(
+        Bottleneck, [3, 8, 36, 3], num_classes, in_chans, stem, zero_init_residual, classifier
+    )
+
+
+def resnext50_32x4d(
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    *,
+    stem: str = "imagenet",
+    zero_init_residual: bool = False,
+    classifier: str = "linear",
+) -> ResNet:
+    """ResNeXt-50 32x4d: ResNet-50's stages with 32 grouped paths of width 4 in every 3x3;
+    25,028,904 parameters with 1000 classes (Kang et al. 2020's ImageNet-LT backbone)."""
+    return ResNet(
+        Bottleneck, [3, 4, 6, 3], num_classes, in_chans, stem, zero_init_residual, classifier,
+        groups=32, width_per_group=4,
+    )  # fmt: skip

@@ -19,6 +19,7 @@ from longtail.eval.predict import evaluate
 from longtail.launch import Shard
 from longtail.losses import logit_adjust_posthoc
 from longtail.losses.schedules import drs_mode, progressive_fraction
+from longtail.models.pretrained import load_pretrained
 from longtail.models.registry import create_model
 from longtail.models.sync_bn import convert_sync_batchnorm
 from longtail.optim.param_groups import param_groups
@@ -48,7 +49,11 @@ def augment_spec(cfg: Config) -> AugmentSpec:
     )
 
 
-def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Module:
+def build_model(
+    cfg: Config, data: PreparedData, device: torch.device, pretrained: bool = False
+) -> nn.Module:
+    """The configured network on ``device``; with ``pretrained``, started from
+    ``model.pretrained`` (training does; a checkpoint's reader does not need the file)."""
     model: nn.Module = create_model(
         cfg.model.name,
         num_classes=data.num_classes,
@@ -56,6 +61,8 @@ def build_model(cfg: Config, data: PreparedData, device: torch.device) -> nn.Mod
         classifier=cfg.model.classifier,
         **cfg.model.kwargs,
     )
+    if pretrained and cfg.model.pretrained:
+        load_pretrained(model, cfg.model.pretrained)
     wrap_for_stage(model, cfg)  # type: ignore[arg-type]
     if cfg.strategy.name == "hybrid":
         model = HybridNet(model, cfg.strategy, data.num_classes)
@@ -162,7 +169,7 @@ def build_training(
     shard = shard or Shard()
     check_parallel(cfg, shard)
     runtime.seed_everything(cfg.train.seed)
-    model = build_model(cfg, data, device)
+    model = build_model(cfg, data, device, pretrained=True)
     frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
     if cfg.train.sync_bn:  # a no-op in one process
         model = convert_sync_batchnorm(model, device)
