@@ -188,8 +188,24 @@ def sample_resized_boxes(
     kept (vectorised: all 10 drawn at once), else the central crop with the aspect clamped to ratio.
     """
     dev = generator.device
-    area = float(height * width)
     u = torch.rand(batch, RESIZED_CROP_TRIES, 2, generator=generator, device=dev)
+    pos = torch.rand(batch, 2, generator=generator, device=dev)
+    return resized_boxes(u, pos, height, width, scale, ratio)
+
+
+def resized_boxes(
+    u: torch.Tensor,
+    pos: torch.Tensor,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> torch.Tensor:
+    """[B, 4] int64 (i, j, h, w) RandomResizedCrop boxes of an ``height x width`` image from drawn
+    uniforms: ``u`` [B, 10, 2] (area fraction, log aspect of each candidate), ``pos`` [B, 2] (the
+    box's top and left). A pure function of its inputs, so the streaming path can draw the uniforms
+    for a global batch in one place and place the boxes where each image's size is known."""
+    area = float(height * width)
     target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
     log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
     aspect = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
@@ -201,7 +217,6 @@ def sample_resized_boxes(
     fw, fh = _fallback_size(height, width, ratio)
     w = torch.where(found, ws.gather(1, first).squeeze(1), fw)
     h = torch.where(found, hs.gather(1, first).squeeze(1), fh)
-    pos = torch.rand(batch, 2, generator=generator, device=dev)
     i = torch.minimum((pos[:, 0] * (height - h + 1)).long(), height - h)
     j = torch.minimum((pos[:, 1] * (width - w + 1)).long(), width - w)
     i = torch.where(found, i, (height - h) // 2)
