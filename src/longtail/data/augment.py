@@ -93,6 +93,18 @@ class AugmentParams:
     jitter_order: tuple[int, ...] = ()
     gray: torch.Tensor | None = None
 
+    def select(self, rows: slice) -> AugmentParams:
+        """The parameters of ``rows`` of the batch (a rank's share of a global batch's draw)."""
+
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[rows]
+
+        return AugmentParams(
+            top=cut(self.top), left=cut(self.left), box=cut(self.box), flip=cut(self.flip),
+            jitter=cut(self.jitter), jitter_apply=cut(self.jitter_apply),
+            jitter_order=self.jitter_order, gray=cut(self.gray),
+        )  # fmt: skip
+
 
 def _channel_tensor(values: Sequence[float], channels: int, name: str, device: Any) -> torch.Tensor:
     if len(values) != channels:
