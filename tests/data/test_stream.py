@@ -17,7 +17,7 @@ from data.fixtures import write_split_list
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.readers.split_list import read_split_list
 from longtail.data.samplers import IndexSampler
-from longtail.data.stream import CropSpec, StreamLoader, stream_eval_batches
+from longtail.data.stream import CropSpec, FileImages, StreamLoader, image_batches
 from longtail.data.stream_transforms import eval_crop
 from longtail.errors import LongtailError
 from longtail.launch import Shard
@@ -127,12 +127,28 @@ def test_evaluation_batches_are_each_file_resized_and_centre_cropped_once(
     files: tuple[list[Path], torch.Tensor],
 ) -> None:
     paths, labels = files
-    batches = list(stream_eval_batches(paths, labels, 8, MEAN, STD, torch.device("cpu"),
-                                       resize=20, crop=16, workers=2))  # fmt: skip
-    assert [len(y) for _, y in batches] == [8, 8, 5]
-    x = torch.cat([b[0] for b in batches])
-    assert torch.equal(torch.cat([b[1] for b in batches]), labels)
-    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
+    images = FileImages(paths, torch.device("cpu"), resize=20, crop=16, workers=2)
+    assert images.shape == (21, 3, 16, 16)
+    batches = list(image_batches(images, 8))
+    assert [len(b) for b in batches] == [8, 8, 5]
+    x = torch.cat(batches)
+    assert x.dtype == torch.uint8
     for k in (0, 9, 20):
         want = torch.from_numpy(np.array(eval_crop(paths[k], 20, 16))).permute(2, 0, 1)
-        torch.testing.assert_close(x[k], (want / 255 - mean) / std, rtol=0, atol=1e-6)
+        assert torch.equal(x[k], want)
+    assert torch.equal(torch.cat(list(image_batches(images.subset([9, 20]), 8))), x[[9, 20]])
+
+
+def test_a_model_is_evaluated_on_files_as_on_the_same_pixels_in_memory(
+    files: tuple[list[Path], torch.Tensor],
+) -> None:
+    from longtail.eval.predict import evaluate
+    from longtail.models import create_model
+
+    paths, labels = files
+    images = FileImages(paths, torch.device("cpu"), resize=20, crop=16)
+    model = create_model("resnet20", 3, width=0.25).eval()
+    kwargs = {"num_classes": 3, "train_counts": [12, 6, 3], "batch_size": 5,
+              "transform": lambda x: x.float() / 255}  # fmt: skip
+    tensor = torch.cat(list(image_batches(images, 100)))
+    assert evaluate(model, images, labels, **kwargs) == evaluate(model, tensor, labels, **kwargs)

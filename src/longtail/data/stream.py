@@ -31,13 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from longtail.data.augment import (
-    RESIZED_CROP_TRIES,
-    AugmentParams,
-    BatchAugment,
-    channel_stats,
-    normalize,
-)
+from longtail.data.augment import RESIZED_CROP_TRIES, AugmentParams, BatchAugment
 from longtail.data.samplers import IndexSampler
 from longtail.data.stream_transforms import eval_crop, train_crop
 from longtail.errors import LongtailError
@@ -267,42 +261,67 @@ class _EvalSet(Dataset[tuple[int, np.ndarray | str]]):
         return index, pixels[None]
 
 
-def stream_eval_batches(
-    paths: Sequence[str | Path],
-    labels: torch.Tensor,
-    batch_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: torch.device,
-    *,
-    resize: int = 256,
-    crop: int = 224,
-    channels: int = 3,
-    workers: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Sequential evaluation batches (resize, centre crop, normalise): float [B, C, crop, crop] and
-    int64 [B] labels on ``device``; every file once, in order, the last batch possibly short."""
+class FileImages:
+    """Image files standing in for a uint8 ``[N, C, crop, crop]`` device tensor in evaluation:
+    each file resized (shorter side ``resize``) and centre-cropped to ``crop``, decoded by
+    ``workers`` DataLoader workers batch by batch, in order (:func:`image_batches`)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        device: torch.device,
+        *,
+        resize: int = 256,
+        crop: int = 224,
+        channels: int = 3,
+        workers: int = 0,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.device, self.resize, self.crop = device, resize, crop
+        self.channels, self.workers = channels, workers
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.channels, self.crop, self.crop)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices: Sequence[int]) -> FileImages:
+        return FileImages([self.paths[i] for i in indices], self.device, resize=self.resize,
+                          crop=self.crop, channels=self.channels, workers=self.workers)  # fmt: skip
+
+    def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """uint8 ``[B, C, crop, crop]`` batches on the device, every file once, in order."""
+        loader = DataLoader(
+            _EvalSet(self.paths, self.resize, self.crop, self.channels),
+            batch_size=batch_size,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init if self.workers else None,
+        )
+        iterator = iter(loader)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as err:
+                raise _loader_error(err) from None
+            if isinstance(item, _Failure):
+                raise LongtailError(item.message)
+            pixels = item[0][:, 0].to(self.device, non_blocking=True)
+            yield pixels.permute(0, 3, 1, 2).contiguous()
+
+
+def image_batches(images: torch.Tensor | FileImages, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive uint8 ``[B, C, H, W]`` batches of a device tensor or of files (the last one
+    possibly short)."""
     if batch_size < 1:
-        raise LongtailError(f"eval batch_size {batch_size} is invalid: use a positive integer")
-    m, s = channel_stats(mean, std, channels, device)
-    loader = DataLoader(
-        _EvalSet([str(p) for p in paths], resize, crop, channels),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
-    )
-    iterator = iter(loader)
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError as err:
-            raise _loader_error(err) from None
-        if isinstance(item, _Failure):
-            raise LongtailError(item.message)
-        pixels, indices = item
-        x = pixels[:, 0].to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
-        yield normalize(x, m, s), labels[indices].to(device)
+        raise LongtailError(f"batch_size is {batch_size}: set the evaluation batch size to >= 1")
+    if isinstance(images, FileImages):
+        yield from images.batches(batch_size)
+        return
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start : start + batch_size]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail.data.stream import FileImages, image_batches
 from longtail.errors import LongtailError
 from longtail.eval.groups import summarize
 from longtail.eval.metrics import confusion_matrix
@@ -16,7 +17,7 @@ from longtail.eval.metrics import confusion_matrix
 @torch.inference_mode()
 def predict(
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | FileImages,
     *,
     batch_size: int,
     transform: Callable[[Tensor], Tensor],
@@ -26,7 +27,8 @@ def predict(
 
     Args:
         model: maps a transformed batch ``[B, ...]`` to logits ``[B, K]``.
-        images: uint8 ``[N, C, H, W]``, already on the model's device (nothing is moved here).
+        images: uint8 ``[N, C, H, W]``, already on the model's device (nothing is moved here),
+            or :class:`~longtail.data.stream.FileImages` decoded batch by batch to that device.
         batch_size: images per forward pass.
         transform: maps a uint8 batch to the model input (e.g. to float and normalise).
         autocast_dtype: run the forward under ``torch.autocast`` in this dtype (e.g. ``bfloat16``);
@@ -44,8 +46,8 @@ def predict(
     model.eval()
     try:
         preds = []
-        for start in range(0, images.shape[0], batch_size):
-            batch = transform(images[start : start + batch_size])
+        for uint8 in image_batches(images, batch_size):
+            batch = transform(uint8)
             with torch.autocast(
                 device_type=images.device.type,
                 dtype=autocast_dtype,
@@ -69,7 +71,7 @@ def predict(
 
 def evaluate(
     model: nn.Module,
-    images: Tensor,
+    images: Tensor | FileImages,
     labels: Tensor,
     *,
     num_classes: int,
