@@ -36,6 +36,13 @@ class DataConfig:
     test_list: str | None = None
     channels: int | None = None  # 1 or 3; None keeps the dataset's own (1 for MNIST-likes)
     image_size: int | None = None  # split_list only: resize the shorter side, then centre-crop
+    # (streaming: the training crop and the evaluation crop, 224 for the ImageNet-scale papers)
+    # where the training set lives: device (decoded once, held as uint8 on the device), stream
+    # (files decoded per batch by DataLoader workers), auto (stream when the device copy would not
+    # fit in half the free memory; the estimate is printed)
+    loader: str = "auto"
+    workers: int | None = None  # stream: decoding workers a process; None: min(8, CPUs / processes)
+    eval_resize: int | None = None  # stream: shorter side before the centre crop; None: 256/224 x
     cache_dir: str | None = "data/cache"  # decoded uint8 arrays are cached here (null: no cache)
     imbalance_ratio: float = 100.0  # r = n_max / n_min; 1 gives a balanced set
     profile: str = "exp"  # exp: n_c = floor(n_max * r^(-c/(C-1))); step: half n_max, half n_max / r
@@ -262,6 +269,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     ),
     "data.profile": ("exp", "step"),
     "data.subset_rule": ("shuffle", "first", "none"),
+    "data.loader": ("auto", "device", "stream"),
     "augment.crop": ("pad", "resized", "none"),
     "augment.pad_mode": ("zeros", "reflect"),
     "model.classifier": ("linear", "cosine"),

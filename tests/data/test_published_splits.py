@@ -130,3 +130,32 @@ def test_pack_of_a_split_list(lists: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "lists.npz"
     assert main(["pack", "recipes/demo.yaml", str(out), *_overrides(lists)]) == 0
     assert out.is_file() and out.stat().st_size > 0
+
+
+def test_a_streamed_run_trains_and_evaluates_from_the_files(
+    lists: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs"
+    args = ["recipes/demo.yaml", *_overrides(lists), "data.loader=stream", "data.workers=2",
+            "augment.crop=resized", "train.epochs=2", "train.batch_size=5", "train.device=cpu",
+            "train.progress=false", "probe.enabled=false", "schedule.warmup_epochs=0",
+            "model.name=resnet20", "model.kwargs.width=0.25", f"out_dir={out}"]  # fmt: skip
+    assert main(["train", *args]) == 0
+    (run,) = out.iterdir()
+    final = json.loads((run / "final.json").read_text())
+    assert len(final["per_class"]) == 3 and final["epochs"] == 2
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_auto_keeps_small_data_on_the_device_and_says_so(
+    lists: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = prepare_data(_cfg(lists, "data.loader=auto").data, torch.device("cpu"))
+    assert isinstance(data.train_images, torch.Tensor)
+    assert "holding them on the device" in capsys.readouterr().err
+
+
+def test_streaming_reads_image_files_only() -> None:
+    cfg = load_config("recipes/demo.yaml", ["data.loader=stream", "data.image_size=32"])
+    with pytest.raises(LongtailError, match="data.loader=stream reads image files"):
+        prepare_data(cfg.data, torch.device("cpu"))

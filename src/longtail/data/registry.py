@@ -103,6 +103,26 @@ def split_list_file(root: Path, split: str, list_file: Path | None) -> Path:
     return list_file if list_file is not None else root / f"{split}.txt"
 
 
+def list_files(
+    dataset: str, root: str | Path, split: str, list_file: str | Path | None = None
+) -> tuple[list[Path], np.ndarray, list[str]]:
+    """(image files, int64 labels [N], class names) of a split of image files, undecoded, every
+    listed file checked to exist: a split list (``list_file`` or ``root/<split>.txt``) or an
+    ImageFolder tree. What the streaming loader reads."""
+    root = Path(root).expanduser()
+    if dataset == "split_list":
+        lst = Path(list_file).expanduser() if list_file is not None else None
+        listed = read_split_list(split_list_file(root, split, lst), root)
+        return listed.paths, listed.labels, [str(c) for c in range(listed.num_classes)]
+    if dataset == "imagefolder":
+        listing = list_image_folder(root, split)
+        return listing.paths, listing.labels, listing.classes
+    raise LongtailError(
+        f"data.loader=stream reads image files (dataset split_list or imagefolder), not"
+        f" {dataset}: use data.loader=device for it"
+    )
+
+
 def read_labels(
     dataset: str, root: str | Path, split: str, list_file: str | Path | None = None
 ) -> tuple[np.ndarray, list[str]] | None:

@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from longtail.data.stream import FileImages, image_batches
 from longtail.errors import LongtailError
 from longtail.eval.metrics import confusion_matrix, per_class_accuracy, top1
 
 
 def extract_features(
     backbone: nn.Module,
-    images: Tensor,
+    images: Tensor | FileImages,
     *,
     batch_size: int,
     transform: Callable[[Tensor], Tensor],
@@ -23,11 +24,11 @@ def extract_features(
     """Pooled features ``forward_head(forward_features(transform(x)), pre_logits=True)``.
 
     ``backbone`` follows :class:`longtail.models.backbone.Backbone`; ``images`` are uint8
-    ``[N, C, H, W]`` on its device; ``transform`` maps a uint8 batch to the model input (no random
+    ``[N, C, H, W]`` on its device (or files decoded to it, :class:`FileImages`); ``transform`` maps a uint8 batch to the model input (no random
     augmentation). Returns float32 ``[N, F]``, an ordinary tensor (usable under autograd). Runs under ``torch.inference_mode`` in eval mode (BatchNorm statistics untouched); afterwards
     every submodule gets back its own previous mode.
     """
-    if batch_size < 1 or images.ndim != 4 or images.shape[0] == 0:
+    if batch_size < 1 or len(images.shape) != 4 or images.shape[0] == 0:
         raise LongtailError(
             f"batch_size={batch_size}, images {tuple(images.shape)}: need >= 1 and [N>0, C, H, W]"
         )
@@ -39,8 +40,8 @@ def extract_features(
     try:
         with torch.inference_mode():
             chunks = [
-                net.forward_head(net.forward_features(transform(images[i : i + batch_size])), True)
-                for i in range(0, images.shape[0], batch_size)
+                net.forward_head(net.forward_features(transform(batch)), True)
+                for batch in image_batches(images, batch_size)
             ]
             feats = torch.cat(chunks).float()
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from longtail.data.stream import FileImages
 from longtail.eval.balancedness import balancedness
 from longtail.eval.groups import summarize
 from longtail.eval.knn import knn_predict
@@ -19,9 +20,9 @@ from longtail.eval.probe import extract_features, linear_probe
 class ProbeSet:
     """A labelled training split for the probe and a test split, uint8 ``[N, C, H, W]`` on a device."""
 
-    train_images: Tensor
+    train_images: Tensor | FileImages
     train_labels: Tensor  # int64 [N]
-    test_images: Tensor
+    test_images: Tensor | FileImages
     test_labels: Tensor  # int64 [M]
     num_classes: int
 
@@ -65,7 +66,7 @@ def evaluate_representation(
     from the same test split. The backbone's parameters, buffers and modes are unchanged afterwards.
     """
 
-    def extract(images: Tensor) -> Tensor:
+    def extract(images: Tensor | FileImages) -> Tensor:
         return extract_features(
             backbone, images, batch_size=settings.batch_size, transform=transform
         )

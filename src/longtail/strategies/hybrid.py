@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from longtail import runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
+from longtail.data.stream import StreamLoader
 from longtail.dist import distributed_contrastive
 from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
 from longtail.models.heads import ProjectionHead
@@ -86,7 +87,9 @@ class HybridLoader:
     ``strategy.contrastive_sampler`` says otherwise) with the CE stream (one view, class-balanced);
     an epoch is one pass of the contrastive stream, the CE stream wraps around."""
 
-    def __init__(self, contrastive: DeviceLoader, ce: DeviceLoader) -> None:
+    def __init__(
+        self, contrastive: DeviceLoader | StreamLoader, ce: DeviceLoader | StreamLoader
+    ) -> None:
         self.contrastive, self.ce = contrastive, ce
         self.sampler = contrastive.sampler
         self._ce_iter: Iterator[Any] | None = None

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail.config import SamConfig
+from longtail.data.stream import FileImages
 from longtail.eval.balancedness import few_many_ratio
 from longtail.eval.probe import extract_features
 from longtail.optim.sample_weights import kde_weights, label_weights
@@ -35,7 +36,7 @@ class ExampleWeights:
     def __init__(
         self,
         cfg: SamConfig,
-        images: Tensor,
+        images: Tensor | FileImages,
         labels: Tensor,
         class_counts: Sequence[int],
         backbone: nn.Module,

@@ -14,6 +14,7 @@ from longtail.config import REPRESENTATION, Config
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader
 from longtail.data.samplers import IndexSampler
+from longtail.data.stream import CropSpec, FileImages, StreamLoader
 from longtail.errors import LongtailError
 from longtail.eval.predict import evaluate
 from longtail.launch import Shard
@@ -84,7 +85,7 @@ class TrainingParts:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    loader: DeviceLoader | HybridLoader
+    loader: DeviceLoader | StreamLoader | HybridLoader
     objective: Objective
     step: Stepper
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
@@ -157,6 +158,38 @@ def data_parallel(method: nn.Module, device: torch.device, static: bool = True) 
     return DistributedDataParallel(method, device_ids=ids, **options)
 
 
+def stream_loader(
+    cfg: Config,
+    files: FileImages,
+    labels: torch.Tensor,
+    sampler: IndexSampler,
+    views: list[tuple[AugmentSpec, int]],
+    data: PreparedData,
+    device: torch.device,
+    seed: int,
+    with_indices: bool,
+    shard: Shard | None,
+) -> StreamLoader:
+    """The streaming loader of a view list: RandomResizedCrop and flip in the workers (the
+    recipe's augment.resized_scale; ratio 3/4..4/3), colour jitter and grayscale on the device."""
+    if cfg.augment.crop != "resized":
+        raise LongtailError(
+            f"a streamed run crops with RandomResizedCrop, not augment.crop={cfg.augment.crop}:"
+            " set augment.crop=resized (and augment.resized_scale, [0.08, 1.0] for ImageNet)"
+        )
+    first = views[0][0]
+    crop = CropSpec(size=files.crop, scale=first.resized_scale, ratio=first.resized_ratio,
+                    flip=first.flip)  # fmt: skip
+    augments = [
+        BatchAugment(replace(spec, crop="none", flip=False), data.mean, data.std,
+                     torch.Generator(device=device).manual_seed(s))
+        for spec, s in views
+    ]  # fmt: skip
+    return StreamLoader(files.paths, labels, sampler, augments, crop, device=device,
+                        seed=seed, channels=files.channels, workers=files.workers,
+                        with_indices=with_indices, shard=shard)  # fmt: skip
+
+
 def build_training(
     cfg: Config, data: PreparedData, device: torch.device, shard: Shard | None = None
 ) -> TrainingParts:
@@ -180,65 +213,54 @@ def build_training(
         nesterov=cfg.optim.nesterov,
     )
 
-    def sampler(mode: str, seed: int, max_batches: int | None) -> IndexSampler:
-        return IndexSampler(
-            data.train_labels,
+    streamed = isinstance(data.train_images, FileImages)
+    where = torch.device("cpu") if streamed else device  # a streamed run samples on the host
+    labels = data.train_labels.to(where)
+
+    def make_loader(
+        mode: str,
+        seed: int,
+        max_batches: int | None,
+        views: list[tuple[AugmentSpec, int]],
+        with_indices: bool = False,
+    ) -> DeviceLoader | StreamLoader:
+        """Batches of ``mode``-sampled indices, one augmented view per (spec, seed)."""
+        sampler = IndexSampler(
+            labels,
             data.num_classes,
             cfg.train.batch_size,
             mode=mode,  # type: ignore[arg-type]
             drop_last=True,
-            generator=torch.Generator(device=device).manual_seed(seed),
+            generator=torch.Generator(device=where).manual_seed(seed),
             max_batches=max_batches,
         )
-
-    def augment(spec: AugmentSpec, seed: int) -> BatchAugment:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        return BatchAugment(spec, data.mean, data.std, generator=generator)
+        if isinstance(data.train_images, FileImages):
+            return stream_loader(cfg, data.train_images, labels, sampler, views, data, device,
+                                 seed, with_indices, shard)  # fmt: skip
+        augments = [
+            BatchAugment(spec, data.mean, data.std, torch.Generator(device=device).manual_seed(s))
+            for spec, s in views
+        ]
+        return DeviceLoader(data.train_images, labels, sampler, augments, with_indices, shard)
 
     seed, cut = cfg.train.seed, cfg.train.max_steps_per_epoch
     spec = augment_spec(cfg)
-    loader: DeviceLoader | HybridLoader
+    loader: DeviceLoader | StreamLoader | HybridLoader
     if cfg.strategy.name == "hybrid":
         plain = replace(spec, jitter=(0.0, 0.0, 0.0, 0.0))
         views = [
-            augment(spec if j else plain, seed + 1 + k)
-            for k, j in enumerate(cfg.strategy.jitter_views)
+            (spec if j else plain, seed + 1 + k) for k, j in enumerate(cfg.strategy.jitter_views)
         ]
         loader = HybridLoader(
-            DeviceLoader(
-                data.train_images,
-                data.train_labels,
-                sampler(cfg.strategy.contrastive_sampler, seed, cut),
-                views,
-                shard=shard,
-            ),
-            DeviceLoader(
-                data.train_images,
-                data.train_labels,
-                sampler(cfg.strategy.ce_sampler, seed + 10, None),
-                [augment(plain, seed + 11)],
-                shard=shard,
-            ),
+            make_loader(cfg.strategy.contrastive_sampler, seed, cut, views),
+            make_loader(cfg.strategy.ce_sampler, seed + 10, None, [(plain, seed + 11)]),
         )
     elif cfg.strategy.name in REPRESENTATION:  # two views of one instance-sampled batch
-        views = [augment(spec, seed + 1), augment(spec, seed + 2)]
-        loader = DeviceLoader(
-            data.train_images,
-            data.train_labels,
-            sampler("random", seed, cut),
-            views,
-            with_indices=not isinstance(model, KCLNet),  # rwSAM's per-example weights
-            shard=shard,
-        )
+        views = [(spec, seed + 1), (spec, seed + 2)]
+        # rwSAM's per-example weights need the batch's dataset indices
+        loader = make_loader("random", seed, cut, views, with_indices=not isinstance(model, KCLNet))
     else:
-        images, labels = data.train_images, data.train_labels
-        loader = DeviceLoader(
-            images,
-            labels,
-            sampler(cfg.train.sampler, seed, cut),
-            [augment(spec, seed + 1)],
-            shard=shard,
-        )
+        loader = make_loader(cfg.train.sampler, seed, cut, [(spec, seed + 1)])
     if len(loader) == 0:
         raise LongtailError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"

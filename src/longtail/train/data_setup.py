@@ -22,6 +22,7 @@ from longtail.data.lt_index import (
 )
 from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.registry import dataset_stats, load_split, read_labels
+from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
 
 
@@ -29,9 +30,9 @@ from longtail.errors import LongtailError
 class PreparedData:
     """Everything the epoch loop needs from the data, on one device."""
 
-    train_images: torch.Tensor  # uint8 [N, C, H, W]
+    train_images: torch.Tensor | FileImages  # uint8 [N, C, H, W], or files when streaming
     train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor  # uint8 [M, C, H, W]
+    test_images: torch.Tensor | FileImages  # uint8 [M, C, H, W], or files when streaming
     test_labels: torch.Tensor  # int64 [M]
     classes: list[str]
     train_counts: list[int]  # per class, in the long-tailed training subset
@@ -175,7 +176,12 @@ def choose_indices(cfg: DataConfig, labels: np.ndarray, num_classes: int) -> dic
 
 
 def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
-    """Read (through the cache), subset, and move to ``device`` the training and test splits."""
+    """Read (through the cache), subset, and move to ``device`` the training and test splits; or,
+    when the run streams (:mod:`longtail.train.stream_setup`), list them as files."""
+    from longtail.train.stream_setup import prepare_streamed, streams
+
+    if streams(cfg, device):
+        return prepare_streamed(cfg, device)
     full = load_arrays(cfg, "train")
     test = load_arrays(cfg, "test")
     if test.num_classes != full.num_classes:

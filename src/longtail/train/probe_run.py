@@ -27,7 +27,8 @@ from longtail.config import Config
 from longtail.data.arrays import ImageArrays
 from longtail.data.loader import to_device_tensor
 from longtail.data.pack import read_pack, read_pack_meta
-from longtail.data.registry import load_split
+from longtail.data.registry import list_files, load_split
+from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
 from longtail.eval.groups import summarize
 from longtail.eval.knn import knn_predict
@@ -41,7 +42,13 @@ from longtail.eval.representation import (
     backbone_of,
     evaluate_representation,
 )
-from longtail.train.data_setup import PreparedData, input_transform, is_source_pack, load_arrays
+from longtail.train.data_setup import (
+    PreparedData,
+    input_transform,
+    is_source_pack,
+    list_file,
+    load_arrays,
+)
 
 HEADLINE = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
 
@@ -132,6 +139,19 @@ def knn_summary(
 
 
 def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
+    if isinstance(data.train_images, FileImages):  # streamed: the balanced files, undecoded
+        paths, labels, _ = list_files(cfg.data.dataset, cfg.data.root, "train",
+                                      list_file(cfg.data, "train"))  # fmt: skip
+        keep = balanced_indices(labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
+        files = data.train_images
+        return ProbeSet(
+            FileImages([paths[i] for i in keep], device, resize=files.resize, crop=files.crop,
+                       channels=files.channels, workers=files.workers),
+            torch.as_tensor(labels[keep], dtype=torch.int64, device=device),
+            data.test_images,
+            data.test_labels,
+            data.num_classes,
+        )  # fmt: skip
     full = load_arrays(cfg.data, "train")
     keep = balanced_indices(full.labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
     probe = full.subset(keep)
