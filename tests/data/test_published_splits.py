@@ -144,7 +144,10 @@ def test_a_streamed_run_trains_and_evaluates_from_the_files(
     (run,) = out.iterdir()
     final = json.loads((run / "final.json").read_text())
     assert len(final["per_class"]) == 3 and final["epochs"] == 2
-    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [
+        1,
+        2,
+    ]
 
 
 def test_auto_keeps_small_data_on_the_device_and_says_so(
