@@ -133,6 +133,9 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)
     max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
+    # also checkpoint every N steps inside an epoch (large-scale epochs are long); a resume from
+    # such a checkpoint continues at the next batch exactly. null: at epoch ends only
+    checkpoint_every_steps: int | None = None
     progress: bool = True
     sync_bn: bool = True  # under torchrun (W > 1): BatchNorm over the global batch, as one process
 
@@ -463,6 +466,9 @@ def validate(cfg: Config) -> None:
         "data.n_max": cfg.data.n_max,
         "data.image_size": cfg.data.image_size,
         "train.max_steps_per_epoch": cfg.train.max_steps_per_epoch,
+        "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
+        "data.workers": None if cfg.data.workers is None else cfg.data.workers + 1,
+        "data.eval_resize": cfg.data.eval_resize,
     }
     for key, value in optional_positive.items():
         if value is not None and value < 1:

@@ -162,3 +162,46 @@ def test_streaming_reads_image_files_only() -> None:
     cfg = load_config("recipes/demo.yaml", ["data.loader=stream", "data.image_size=32"])
     with pytest.raises(LongtailError, match="data.loader=stream reads image files"):
         prepare_data(cfg.data, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("loader", ["device", "stream"])
+def test_a_mid_epoch_checkpoint_resumes_exactly(
+    lists: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: str
+) -> None:
+    """Stopped inside epoch 2 (Ctrl-C before its 2nd step; checkpoints every step), resumed: the
+    metrics and final result are the uninterrupted run's, bit for bit (CPU)."""
+    from longtail.optim.stepper import Stepper
+    from longtail.run_folder import RunFolder
+    from longtail.train.trainer import resume, train
+
+    def cfg(out: Path) -> Config:
+        return _cfg(lists, f"data.loader={loader}", "data.workers=0", "augment.crop=resized",
+                    "train.epochs=2", "train.batch_size=5", "train.device=cpu",
+                    "train.progress=false", "probe.enabled=false", "schedule.warmup_epochs=0",
+                    "model.name=resnet20", "model.kwargs.width=0.25", "train.precision=fp32",
+                    "train.checkpoint_every_steps=1", f"out_dir={out}")  # fmt: skip
+
+    whole = train(cfg(tmp_path / "whole"))
+    calls = {"n": 0}
+    original = Stepper.__call__
+
+    def interrupting(self: Stepper, batch: object, lr: float) -> object:
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 steps an epoch: epoch 2's second step
+            raise KeyboardInterrupt
+        return original(self, batch, lr)
+
+    monkeypatch.setattr(Stepper, "__call__", interrupting)
+    with pytest.raises(LongtailError, match="interrupted: continue with"):
+        train(cfg(tmp_path / "cut"))
+    monkeypatch.setattr(Stepper, "__call__", original)
+    (cut,) = (tmp_path / "cut").iterdir()
+    state = RunFolder.open(cut).load_checkpoint()
+    assert (state["epoch"], state["within"]["batch"]) == (1, 1)
+    resume(cut)
+    got, want = (RunFolder(f).read_metrics() for f in (cut, whole))
+    assert [(m["train_loss"], m.get("top1")) for m in got] == [
+        (m["train_loss"], m.get("top1")) for m in want
+    ]
+    finals = [json.loads((f / "final.json").read_text()) for f in (cut, whole)]
+    assert finals[0]["per_class"] == finals[1]["per_class"] and len(got) == 2

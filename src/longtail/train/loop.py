@@ -37,11 +37,15 @@ def fit(
     parts: TrainingParts,
     start_epoch: int = 0,
     history: dict[str, Any] | None = None,
+    within: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train epochs ``start_epoch .. cfg.train.epochs - 1``; return the final.json record.
 
     ``history`` carries what spans a resume (train and wall seconds, best epoch). The checkpoint
-    written after each epoch holds everything needed to continue bit for bit on CPU.
+    written after each epoch (and every ``train.checkpoint_every_steps`` steps within one) holds
+    everything needed to continue bit for bit on CPU. ``within`` resumes inside ``start_epoch``:
+    ``{"batch": batches done, "loss_sum": their summed loss, "epoch_s": their seconds}`` (the
+    loader's state, already loaded, starts at the next batch).
     """
     t_start = time.perf_counter()
     history = {"train_s": 0.0, "wall_s": 0.0} if history is None else history
@@ -54,13 +58,17 @@ def fit(
         enabled=cfg.train.progress and shard.main,
     )
     summary: dict[str, Any] = {}
+    every = cfg.train.checkpoint_every_steps
     for epoch in range(start_epoch, epochs):
         parts.start_epoch(cfg, epoch, device)
         model.train()
+        done, before_s, loss_sum = 0, 0.0, torch.zeros((), device=device)
+        if within is not None and epoch == start_epoch:  # a mid-epoch checkpoint's epoch
+            done, before_s = int(within["batch"]), float(within["epoch_s"])
+            loss_sum += torch.as_tensor(within["loss_sum"], device=device)
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
         lr = cfg.optim.lr
-        for i, batch in enumerate(loader):
+        for i, batch in enumerate(loader, start=done):
             step = epoch * steps_per_epoch + i
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
             loss_sum += parts.step(batch, lr)
@@ -68,7 +76,17 @@ def fit(
                 mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
                 _check_finite(mean_loss, epoch, run)
                 progress.update(i + 1 - progress.epoch_steps, epoch, epochs, mean_loss)
-        train_s = time.perf_counter() - t0
+            if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
+                elapsed = before_s + time.perf_counter() - t0
+                within_now = {
+                    "batch": i + 1,
+                    "loss_sum": loss_sum.detach().cpu(),
+                    "epoch_s": elapsed,
+                }
+                run.save_checkpoint({**parts.state_dict(), "rng": runtime.rng_state(),
+                                     "epoch": epoch, "within": within_now,
+                                     "history": history})  # fmt: skip
+        train_s = before_s + time.perf_counter() - t0
         history["train_s"] += train_s
         record: dict[str, Any] = {
             "epoch": epoch + 1,

@@ -24,7 +24,8 @@ from longtail.train.probe_run import check_probe_data
 
 # What may change when a run continues: its length and where and how it runs, never what it learns.
 # The probes read the finished backbone only, so they may change too.
-RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe")
+RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe",
+             "train.checkpoint_every_steps", "data.workers")  # fmt: skip
 
 
 def train(cfg: Config) -> Path:
@@ -136,7 +137,8 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
     run.write_config(to_yaml(cfg))
     run.clear_results()
     run.truncate_metrics(state["epoch"])
-    return _run(cfg, data, device, run, parts, state["epoch"], state["history"])
+    within = state.get("within")  # a checkpoint from inside an epoch: continue at its next batch
+    return _run(cfg, data, device, run, parts, state["epoch"], state["history"], within)
 
 
 def _run(
@@ -147,6 +149,7 @@ def _run(
     parts: TrainingParts,
     start_epoch: int,
     history: dict[str, Any] | None,
+    within: dict[str, Any] | None = None,
 ) -> Path:
     """Fit, then write final.json; the status says how it ended; the folder is free afterwards."""
     if cfg.train.progress and run.writes:
@@ -154,7 +157,7 @@ def _run(
     run.write_status("running", epoch=start_epoch)
     try:
         with runtime.sigterm_as_interrupt():
-            final = fit(cfg, data, device, run, parts, start_epoch, history)
+            final = fit(cfg, data, device, run, parts, start_epoch, history, within)
         if parts.frozen is not None:  # moco-v3's sanity check: the frozen part did not move
             check_frozen(parts.model, parts.frozen)
             final["frozen_tensors_unchanged"] = len(parts.frozen)
