@@ -90,3 +90,17 @@ def test_ddp_overhead_times_both_setups(tmp_path: Path) -> None:
     assert (ddp["setup"], ddp["ranks"], ddp["threads_per_rank"]) == ("ddp", 2, 1)
     assert plain["ms_per_step"] > 0 and ddp["ms_per_step"] > 0
     assert plain["final_loss_mean"] == pytest.approx(ddp["final_loss_mean"], rel=0.05)
+
+
+def test_stream_loader_writes_records(tmp_path: Path) -> None:
+    out = tmp_path / "stream.json"
+    args = ["--images=8", "--workers=0,1", "--batch=4", "--size=32", "--side=64x48", f"--out={out}"]
+    assert _load("stream_loader").main(args) == 0
+    (record,) = json.loads(out.read_text())
+    assert {r["workers"] for r in record["throughput"]} == {0, 1}
+    assert all(r["images_per_s"] > 0 for r in record["throughput"])
+    assert [r["listed"] for r in record["host_memory_flat"]] == [8, 800]
+    inat = next(r for r in record["memory_estimates"] if r["set"] == "iNaturalist 2018")
+    assert inat["device_path_gib"] == round((437_513 + 24_426) * 3 * 32 * 32 / 1024**3, 1)
+    for key in ("device", "commit", "date"):
+        assert key in record
