@@ -104,3 +104,13 @@ def test_stream_loader_writes_records(tmp_path: Path) -> None:
     assert inat["device_path_gib"] == round((437_513 + 24_426) * 3 * 32 * 32 / 1024**3, 1)
     for key in ("device", "commit", "date"):
         assert key in record
+
+
+def test_stream_loader_times_a_model_step_on_both_paths(tmp_path: Path) -> None:
+    out = tmp_path / "step.json"
+    args = ["--images=40", "--workers=1", "--batch=4", "--size=32", "--side=64x48",
+            "--model=resnet20", "--steps=1", "--epoch", f"--out={out}"]  # fmt: skip
+    assert _load("stream_loader").main(args) == 0
+    step = json.loads(out.read_text())[0]["model_step"]
+    assert step["streamed_images_per_s"] > 0 and step["device_resident_images_per_s"] > 0
+    assert step["epoch_images"] == 40
