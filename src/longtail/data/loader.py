@@ -113,14 +113,21 @@ class DeviceLoader:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["augments"]) != len(self.augments):
-            raise LongtailError(
-                f"loader state has {len(state['augments'])} augment states for "
-                f"{len(self.augments)} augments: resume with the same number of views"
-            )
-        self.sampler.load_state_dict(state["sampler"])
-        for augment, augment_state in zip(self.augments, state["augments"], strict=True):
-            augment.load_state_dict(augment_state)
+        load_loader_state(self.sampler, self.augments, state)
+
+
+def load_loader_state(
+    sampler: IndexSampler, augments: Sequence[BatchAugment], state: dict[str, Any]
+) -> None:
+    """Restore a loader's sampler and its augments' generators from its ``state_dict``."""
+    if len(state["augments"]) != len(augments):
+        raise LongtailError(
+            f"loader state has {len(state['augments'])} augment states for "
+            f"{len(augments)} augments: resume with the same number of views"
+        )
+    sampler.load_state_dict(state["sampler"])
+    for augment, augment_state in zip(augments, state["augments"], strict=True):
+        augment.load_state_dict(augment_state)
 
 
 def eval_batches(

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from longtail.data.augment import RESIZED_CROP_TRIES, AugmentParams, BatchAugment
+from longtail.data.loader import load_loader_state
 from longtail.data.samplers import IndexSampler
 from longtail.data.stream_transforms import eval_crop, train_crop
 from longtail.errors import LongtailError
@@ -236,14 +237,7 @@ class StreamLoader:
         return {"sampler": sampler, "augments": [a.state_dict() for a in self.augments]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if len(state["augments"]) != len(self.augments):
-            raise LongtailError(
-                f"loader state has {len(state['augments'])} augment states for "
-                f"{len(self.augments)} augments: resume with the same number of views"
-            )
-        self.sampler.load_state_dict(state["sampler"])
-        for augment, augment_state in zip(self.augments, state["augments"], strict=True):
-            augment.load_state_dict(augment_state)
+        load_loader_state(self.sampler, self.augments, state)
 
 
 class _EvalSet(Dataset[tuple[int, np.ndarray | str]]):

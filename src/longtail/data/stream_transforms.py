@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from longtail.data.augment import resized_boxes
-from longtail.data.readers._decode import _FORMATS, pillow_mode
+from longtail.data.readers._decode import _FORMATS, DECODE_ERRORS, image_error, pillow_mode
 from longtail.errors import LongtailError
 
 RESAMPLE = Image.Resampling.BILINEAR
@@ -31,15 +31,8 @@ RESAMPLE = Image.Resampling.BILINEAR
 def _open(path: Path) -> Image.Image:
     try:
         return Image.open(path, formats=_FORMATS)
-    except FileNotFoundError:
-        raise LongtailError(
-            f"image {path} is missing: restore it or remove it from the list"
-        ) from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise LongtailError(
-            f"image {path} is corrupt or not an image ({error}): replace it or remove it from the"
-            " list"
-        ) from None
+    except DECODE_ERRORS as error:
+        raise image_error(path, error, "the list") from None
 
 
 def _load(image: Image.Image, path: Path, mode: str) -> Image.Image:
@@ -47,10 +40,8 @@ def _load(image: Image.Image, path: Path, mode: str) -> Image.Image:
     try:
         image.load()
         return image if image.mode == mode else image.convert(mode)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise LongtailError(
-            f"image {path} is corrupt or truncated ({error}): replace it or remove it from the list"
-        ) from None
+    except DECODE_ERRORS as error:
+        raise image_error(path, error, "the list") from None
 
 
 def _draft(image: Image.Image, mode: str, need: tuple[int, int]) -> tuple[float, float]:

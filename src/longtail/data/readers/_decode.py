@@ -59,14 +59,21 @@ def open_pixels(path: Path, mode: str, crop_size: int | None = None) -> np.ndarr
             if crop_size is not None:
                 image = resize_center_crop(image, crop_size)
             return np.asarray(image)
-    except FileNotFoundError:
-        raise LongtailError(
-            f"image {path} is missing: restore it or remove it from the dataset"
-        ) from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise LongtailError(
-            f"image {path} is corrupt or not an image ({error}): replace or delete the file"
-        ) from None
+    except DECODE_ERRORS as error:
+        raise image_error(path, error, "the dataset") from None
+
+
+# what Pillow raises for a file it cannot decode (FileNotFoundError is an OSError)
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def image_error(path: Path, error: BaseException, where: str) -> LongtailError:
+    """One line for an image that cannot be read: missing, or corrupt / truncated / not an image."""
+    if isinstance(error, FileNotFoundError):
+        return LongtailError(f"image {path} is missing: restore it or remove it from {where}")
+    return LongtailError(
+        f"image {path} is corrupt or not an image ({error}): replace it or remove it from {where}"
+    )
 
 
 def decode_files(
