@@ -9,8 +9,8 @@
    flip + colour jitter batches (the ImageNet-LT recipe's training view) through
    :class:`longtail.data.stream.StreamLoader` with each worker count, with and without Pillow's
    draft mode: images/s, and images/s per worker.
-2. Host memory flat in the dataset size: the loader's resident memory (main process + workers, RSS
-   at the end of an epoch) for a list of ``--images`` files and for one 100x as long (the same
+2. Host memory flat in the dataset size: the loader's memory (main process + workers, proportional
+   set size, so pages the forked workers share count once, near the end of an epoch) for a list of ``--images`` files and for one 100x as long (the same
    files listed over and over, one batch-count the same: the list is all that grows).
 3. The memory each large-scale set needs at 224 px: the device path's uint8 copy (train + test,
    and about twice that while decoding) against the streaming path's in-flight batches.
@@ -80,12 +80,13 @@ def write_jpegs(folder: Path, n: int, width: int, height: int, processes: int = 
         return pool.map(_write_jpeg, jobs, chunksize=64)
 
 
-def _rss_mb(pids: list[int]) -> float:
+def _pss_mb(pids: list[int]) -> float:
+    """Proportional set size of the processes together (shared pages counted once, split)."""
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -113,12 +114,12 @@ def epoch(paths: list[Path], workers: int, batch: int, size: int, draft: bool,
     for k, (x, _) in enumerate(loader):
         seen += x.shape[0]
         if k == len(loader) - 2:  # workers alive, prefetch queues full
-            rss = _rss_mb([os.getpid(), *_children()])
+            rss = _pss_mb([os.getpid(), *_children()])
     seconds = time.perf_counter() - start
     return {"workers": workers, "draft": draft, "images": seen, "seconds": round(seconds, 3),
             "images_per_s": round(seen / seconds, 1),
             "images_per_s_per_worker": round(seen / seconds / max(workers, 1), 1),
-            "rss_mb": round(rss, 1)}  # fmt: skip
+            "pss_mb": round(rss, 1)}  # fmt: skip
 
 
 def model_steps(paths: list[Path], name: str, device: torch.device, workers: int, batch: int,
@@ -244,12 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     if training is not None:
         print(" ".join(f"{k}={v}" for k, v in training.items()))
-    print(f"{'workers':>7} {'draft':>5} {'img/s':>8} {'img/s/worker':>12} {'RSS MB':>8}")
+    print(f"{'workers':>7} {'draft':>5} {'img/s':>8} {'img/s/worker':>12} {'PSS MB':>8}")
     for r in speed:
         print(f"{r['workers']:>7} {r['draft']!s:>5} {r['images_per_s']:>8} "
-              f"{r['images_per_s_per_worker']:>12} {r['rss_mb']:>8}")  # fmt: skip
+              f"{r['images_per_s_per_worker']:>12} {r['pss_mb']:>8}")  # fmt: skip
     for r in flat:
-        print(f"list of {r['listed']:>7} files: RSS {r['rss_mb']} MB")
+        print(f"list of {r['listed']:>7} files: PSS {r['pss_mb']} MB")
     print(f"{'set':<18} {'device GiB':>10} {'peak GiB':>9} {'stream GiB':>10}")
     for r in record["memory_estimates"]:
         print(f"{r['set']:<18} {r['device_path_gib']:>10} {r['device_path_peak_gib']:>9} "

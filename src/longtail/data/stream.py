@@ -60,11 +60,34 @@ class _Failure:
     message: str
 
 
+def path_array(paths: Sequence[str | Path]) -> np.ndarray:
+    """File names as one fixed-width bytes array: forked workers share its pages, where a list
+    of str objects is copied page by page as their reference counts change (measured: ~1.5 KB a
+    file a process)."""
+    return np.array([str(p).encode() for p in paths], dtype=np.bytes_)
+
+
+class _Keys:
+    """An epoch's batch keys, made batch by batch as the DataLoader asks for them."""
+
+    def __init__(
+        self, loader: StreamLoader, epoch: int, first: int, batches: list[torch.Tensor]
+    ) -> None:
+        self.loader, self.epoch, self.first, self.batches = loader, epoch, first, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[Key]]:
+        for b, indices in enumerate(self.batches):
+            yield self.loader._keys(self.epoch, self.first + b, indices)
+
+
 class _CropSet(Dataset[tuple[int, np.ndarray | str]]):
     """Key (index, one ViewParams per view) -> (index, uint8 [V, S, S, C]) or (index, error)."""
 
     def __init__(self, paths: Sequence[str], crop: CropSpec, channels: int) -> None:
-        self.paths, self.crop, self.channels = list(paths), crop, channels
+        self.paths, self.crop, self.channels = path_array(paths), crop, channels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,7 +97,7 @@ class _CropSet(Dataset[tuple[int, np.ndarray | str]]):
         c = self.crop
         try:
             crops = [
-                train_crop(Path(self.paths[index]), torch.from_numpy(u), torch.from_numpy(pos),
+                train_crop(Path(self.paths[index].decode()), torch.from_numpy(u), torch.from_numpy(pos),
                            flip, c.size, c.scale, c.ratio, self.channels, c.draft)
                 for u, pos, flip in views
             ]  # fmt: skip
@@ -99,6 +122,27 @@ def crop_generator(seed: int, view: int, epoch: int, batch: int) -> torch.Genera
     """A CPU generator that depends on (seed, view, epoch, batch) alone."""
     state = np.random.SeedSequence([seed, view, epoch, batch]).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def _checked(loader: DataLoader[Any]) -> Iterator[Any]:
+    """The loader's batches; a worker's decoding failure, or its death, as one line; the workers
+    stopped as soon as the consumer stops (a caller that breaks out leaves none behind)."""
+    iterator = iter(loader)
+    try:
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as err:  # a killed worker, exhausted shared memory
+                raise _loader_error(err) from None
+            if isinstance(item, _Failure):
+                raise LongtailError(item.message)
+            yield item
+    finally:
+        shutdown = getattr(iterator, "_shutdown_workers", None)  # what its __del__ calls
+        if shutdown is not None:
+            shutdown()
 
 
 def _loader_error(err: RuntimeError) -> LongtailError:
@@ -183,7 +227,7 @@ class StreamLoader:
         epoch, first = int(start["epoch"]), int(start["position"])
         batches = list(self.sampler)  # the epoch's global batches from ``first`` on (indices only)
         self._start, self._consumed = start, first
-        keys = [self._keys(epoch, first + b, idx) for b, idx in enumerate(batches)]
+        keys = _Keys(self, epoch, first, batches)  # made as the workers ask: memory flat in N
         loader = DataLoader(
             self.dataset,  # type: ignore[arg-type]
             batch_sampler=keys,  # type: ignore[arg-type]
@@ -193,15 +237,9 @@ class StreamLoader:
             worker_init_fn=_worker_init if self.workers else None,
             prefetch_factor=4 if self.workers else None,
         )
-        iterator = iter(loader)
-        for b, global_indices in enumerate(batches):
-            try:
-                item = next(iterator)
-            except RuntimeError as err:  # a killed worker, exhausted shared memory
-                raise _loader_error(err) from None
-            if isinstance(item, _Failure):
-                raise LongtailError(item.message)
-            pixels, indices = item
+        for b, (global_indices, (pixels, indices)) in enumerate(
+            zip(batches, _checked(loader), strict=True)
+        ):
             batch = self._on_device(pixels, indices, len(global_indices))
             self._consumed = first + b + 1  # before the yield: a caller may stop and save here
             yield batch
@@ -242,14 +280,21 @@ class StreamLoader:
 
 class _EvalSet(Dataset[tuple[int, np.ndarray | str]]):
     def __init__(self, paths: Sequence[str], resize: int, crop: int, channels: int) -> None:
-        self.paths, self.resize, self.crop, self.channels = list(paths), resize, crop, channels
+        self.paths, self.resize, self.crop, self.channels = (
+            path_array(paths),
+            resize,
+            crop,
+            channels,
+        )
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | str]:
         try:
-            pixels = eval_crop(Path(self.paths[index]), self.resize, self.crop, self.channels)
+            pixels = eval_crop(
+                Path(self.paths[index].decode()), self.resize, self.crop, self.channels
+            )
         except LongtailError as err:
             return index, str(err)
         return index, pixels[None]
@@ -295,18 +340,8 @@ class FileImages:
             pin_memory=self.device.type == "cuda",
             worker_init_fn=_worker_init if self.workers else None,
         )
-        iterator = iter(loader)
-        while True:
-            try:
-                item = next(iterator)
-            except StopIteration:
-                return
-            except RuntimeError as err:
-                raise _loader_error(err) from None
-            if isinstance(item, _Failure):
-                raise LongtailError(item.message)
-            pixels = item[0][:, 0].to(self.device, non_blocking=True)
-            yield pixels.permute(0, 3, 1, 2).contiguous()
+        for pixels, _ in _checked(loader):
+            yield pixels[:, 0].to(self.device, non_blocking=True).permute(0, 3, 1, 2).contiguous()
 
 
 def image_batches(images: torch.Tensor | FileImages, batch_size: int) -> Iterator[torch.Tensor]:
