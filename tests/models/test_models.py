@@ -142,7 +142,10 @@ def test_channels_last_matches_contiguous(name: str) -> None:
         reference = model(x)
         model = model.to(memory_format=torch.channels_last)
         result = model(x.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-4)
+    # a random deep net in eval mode gives logits in the hundreds (ResNet-152: ~300): float32
+    # rounding in a different summation order is relative to that scale, not to each logit
+    scale = max(1.0, float(reference.abs().max()))
+    torch.testing.assert_close(result, reference, rtol=1e-4, atol=1e-4 * scale)
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

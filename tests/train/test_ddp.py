@@ -221,7 +221,7 @@ def test_a_global_batch_that_does_not_split_is_one_line() -> None:
     check_parallel(cfg, launch.Shard(1, 2))  # 8 a rank: fine
 
 
-E2E_EPOCHS = 6
+E2E_EPOCHS = 4
 
 
 def _torchrun(
