@@ -52,8 +52,9 @@ def fit(
     wall_before = history["wall_s"]
     model, loader, shard = parts.model, parts.loader, parts.shard
     steps_per_epoch, epochs = len(loader), cfg.train.epochs
+    resumed_at = int(within["batch"]) if within is not None else 0  # batches already done
     progress = Progress(
-        total=(epochs - start_epoch) * steps_per_epoch,
+        total=(epochs - start_epoch) * steps_per_epoch - resumed_at,
         batch_size=cfg.train.batch_size,
         enabled=cfg.train.progress and shard.main,
     )
@@ -75,7 +76,7 @@ def fit(
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
                 _check_finite(mean_loss, epoch, run)
-                progress.update(i + 1 - progress.epoch_steps, epoch, epochs, mean_loss)
+                progress.update(i + 1 - done - progress.epoch_steps, epoch, epochs, mean_loss)
             if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
                 elapsed = before_s + time.perf_counter() - t0
                 within_now = {
