@@ -152,6 +152,9 @@ class StrategyConfig:
         0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2); KCL 0.07
     )
     num_prototypes: int = 2  # MPSC prototypes per class
+    # hybrid SC: at most this many same-class positives drawn per anchor each step, besides its other
+    # view (the Hybrid paper's iNat setting, value not given); null: every same-class view (SupCon)
+    positives: int | None = None
     proj_hidden: int = 512  # projection head: features -> hidden -> proj_dim; kcl: 0 = linear head
     proj_dim: int = 128
     proj_batch_norm: bool = False
@@ -430,6 +433,15 @@ def validate(cfg: Config) -> None:
         raise LongtailError(
             f"data.{lists[0]} names a split list, which only dataset split_list reads (got"
             f" data.dataset={cfg.data.dataset}): set data.dataset=split_list or drop data.{lists[0]}"
+        )
+    if cfg.strategy.positives is not None and not (
+        cfg.strategy.positives >= 1
+        and cfg.strategy.name == "hybrid"
+        and cfg.strategy.contrastive == "supcon"
+    ):
+        raise LongtailError(
+            f"strategy.positives={cfg.strategy.positives} applies to hybrid SC (strategy.name=hybrid,"
+            " strategy.contrastive=supcon) and must be >= 1: fix it or set it to null"
         )
     positive = {
         "train.epochs": cfg.train.epochs,

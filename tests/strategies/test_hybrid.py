@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from data.fixtures import write_idx
 from longtail.config import StrategyConfig, load_config
+from longtail.errors import LongtailError
 from longtail.losses import SupConLoss
 from longtail.models import create_model
 from longtail.optim.stepper import Stepper
@@ -65,6 +66,30 @@ def test_losses_match_a_hand_computation() -> None:
     z = net.projector(pooled[:12])
     assert torch.allclose(con, SupConLoss(0.1)(z, torch.cat([y_con, y_con])), atol=1e-6)
     assert torch.allclose(ce, F.cross_entropy(net.classify(pooled[12:]), y_ce), atol=1e-6)
+
+
+def test_drawn_positives_are_supcon_when_they_cover_the_class_and_fewer_otherwise() -> None:
+    """strategy.positives=P (the Hybrid paper's iNat SC): the other view plus P drawn same-class
+    views. P >= the same-class views of a batch is SupCon exactly; P = 1 drops one of two."""
+    net, cfg = _net()
+    supcon, _ = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg).losses(_batch())
+    for positives, equal in ((2, True), (1, False)):
+        cfg_p = StrategyConfig(proj_hidden=16, proj_dim=8, positives=positives)
+        drawn = HybridNet(net.backbone, cfg_p, 3)
+        drawn.projector = net.projector
+        step = Hybrid(drawn, torch.nn.CrossEntropyLoss(), cfg_p,
+                      generator=torch.Generator().manual_seed(0))  # fmt: skip
+        con, _ = step.losses(_batch())
+        assert torch.isfinite(con) and torch.allclose(con, supcon, atol=1e-6) == equal
+        assert step.step_state() is not None
+    assert Hybrid(net, torch.nn.CrossEntropyLoss(), cfg).step_state() is None
+
+
+def test_positives_apply_to_hybrid_sc_only() -> None:
+    with pytest.raises(LongtailError, match="strategy.positives=2 applies to hybrid SC"):
+        load_config(
+            None, ["strategy.name=hybrid", "strategy.contrastive=psc", "strategy.positives=2"]
+        )
 
 
 def test_bn_modes_differ_only_through_batch_statistics() -> None:
@@ -139,6 +164,7 @@ def test_ce_stream_is_class_balanced(idx_root: Path, tmp_path: Path) -> None:
         ["strategy.contrastive=mpsc"],
         ["strategy.contrastive=ce"],
         ["strategy.curriculum=fixed", "strategy.batch_norm=separate"],
+        ["strategy.positives=1"],  # the positives' draw resumes from the step state
     ],
     ids=lambda e: "-".join(x.split("=")[1] for x in e),
 )

@@ -79,8 +79,10 @@ class Stepper:
 
     @property
     def stateful(self) -> bool:
-        """Whether the method has random state a checkpoint must hold."""
-        return hasattr(self.method, "step_state")
+        """Whether the method has random state a checkpoint must hold (a ``step_state`` that
+        returns something)."""
+        hook = getattr(self.method, "step_state", None)
+        return hook is not None and hook() is not None
 
     def state_dict(self) -> dict[str, Any] | None:
         """The method's random state a resume needs (None when it has none)."""

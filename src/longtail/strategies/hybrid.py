@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail import runtime
+from longtail import dist, runtime
 from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
 from longtail.data.stream import StreamLoader
 from longtail.dist import distributed_contrastive
-from longtail.losses import MPSCLoss, PSCLoss, SupConLoss
+from longtail.errors import LongtailError
+from longtail.losses import KCLLoss, MPSCLoss, PSCLoss, SupConLoss
 from longtail.models.heads import ProjectionHead
 
 
@@ -59,7 +60,9 @@ class HybridNet(nn.Module):
         width = int(backbone.num_features)  # type: ignore[arg-type]
         self.projector = ProjectionHead(width, cfg.proj_hidden, cfg.proj_dim, cfg.proj_batch_norm)
         self.contrastive: nn.Module | None
-        if cfg.contrastive == "supcon":
+        if cfg.contrastive == "supcon" and cfg.positives is not None:  # P drawn positives
+            self.contrastive = KCLLoss(k=cfg.positives, temperature=cfg.temperature)
+        elif cfg.contrastive == "supcon":
             self.contrastive = SupConLoss(temperature=cfg.temperature)
         elif cfg.contrastive == "psc":
             self.contrastive = PSCLoss(num_classes, cfg.proj_dim, temperature=cfg.temperature)
@@ -128,10 +131,22 @@ class Hybrid(nn.Module):
     _pooled: Callable[[Tensor], Tensor]
 
     def __init__(
-        self, net: HybridNet, ce_loss: nn.Module, cfg: StrategyConfig, compile: bool = False
+        self,
+        net: HybridNet,
+        ce_loss: nn.Module,
+        cfg: StrategyConfig,
+        compile: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
+        """``generator``: the positives' draw with ``strategy.positives`` (seeded; in the step
+        state, so a resume continues it exactly)."""
         super().__init__()
         self.net, self.ce_loss, self.cfg = net, ce_loss, cfg
+        self.generator = generator
+        if isinstance(net.contrastive, KCLLoss):
+            if generator is None:
+                raise LongtailError("Hybrid with strategy.positives needs a seeded generator")
+            net.contrastive.generator = generator
         # not a registered submodule: the compiled wrapper shares the net's parameters
         self.__dict__["_pooled"] = torch.compile(net.pooled) if compile else net.pooled
         self.alpha = 1.0
@@ -141,6 +156,14 @@ class Hybrid(nn.Module):
 
     def epoch_record(self) -> dict[str, float]:
         return {"alpha": self.alpha}
+
+    def step_state(self) -> dict[str, Any] | None:
+        """The positives' draw (None without ``strategy.positives``: nothing random here)."""
+        return None if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_step_state(self, state: dict[str, Any]) -> None:
+        if self.generator is not None:
+            self.generator.set_state(state["generator"])
 
     def _pure_contrastive(self) -> bool:
         """Fixed alpha = 1 (two-stage stage 1): the CE view is not seen at all, so BatchNorm
@@ -172,6 +195,14 @@ class Hybrid(nn.Module):
         z = runtime.at_least_fp32(out["con"])
         if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
             con = F.cross_entropy(z, labels)
+        elif isinstance(self.net.contrastive, KCLLoss):  # P drawn positives + the other view
+            n = y_con.shape[0]
+            own = torch.arange(n, device=labels.device) + dist.rank() * n  # unique over ranks
+            ids = torch.cat([own, own])
+            refs = dist.gather_no_grad(ids) if dist.world_size() > 1 else ids
+            con = dist.distributed_contrastive(
+                self.net.contrastive, z, labels, instance_ids=ids, ref_instance_ids=refs
+            )
         elif isinstance(self.net.contrastive, SupConLoss):  # against every rank's views
             con = distributed_contrastive(self.net.contrastive, z, labels)
         else:  # PSC / MPSC contrast with prototypes (parameters): a per-anchor mean, local

@@ -269,7 +269,10 @@ def build_training(
     objective = Objective(cfg.loss, data.train_counts).to(device)
     method: nn.Module
     if isinstance(model, HybridNet):
-        method = Hybrid(model, objective, cfg.strategy, cfg.train.compile)
+        draw = None
+        if cfg.strategy.positives is not None:  # hybrid SC's positives, drawn each step
+            draw = torch.Generator(device=device).manual_seed(seed + 30)
+        method = Hybrid(model, objective, cfg.strategy, cfg.train.compile, draw)
     elif isinstance(model, KCLNet):
         strategy = replace(cfg.strategy, k=0) if cfg.strategy.name == "moco" else cfg.strategy
         method = KCL(model, strategy, device, seed + 20)
