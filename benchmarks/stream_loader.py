@@ -109,17 +109,17 @@ def epoch(paths: list[Path], workers: int, batch: int, size: int, draft: bool,
     augment = BatchAugment(jitter, IMAGENET_MEAN, IMAGENET_STD, torch.Generator().manual_seed(1))
     loader = StreamLoader(paths, labels, sampler, [augment], CropSpec(size=size, draft=draft),
                           device=torch.device("cpu"), seed=0, workers=workers)  # fmt: skip
-    seen, rss = 0, 0.0
+    seen, pss = 0, 0.0
     start = time.perf_counter()
     for k, (x, _) in enumerate(loader):
         seen += x.shape[0]
         if k == len(loader) - 2:  # workers alive, prefetch queues full
-            rss = _pss_mb([os.getpid(), *_children()])
+            pss = _pss_mb([os.getpid(), *_children()])
     seconds = time.perf_counter() - start
     return {"workers": workers, "draft": draft, "images": seen, "seconds": round(seconds, 3),
             "images_per_s": round(seen / seconds, 1),
             "images_per_s_per_worker": round(seen / seconds / max(workers, 1), 1),
-            "pss_mb": round(rss, 1)}  # fmt: skip
+            "pss_mb": round(pss, 1)}  # fmt: skip
 
 
 def model_steps(paths: list[Path], name: str, device: torch.device, workers: int, batch: int,

@@ -479,12 +479,13 @@ def validate(cfg: Config) -> None:
         "data.image_size": cfg.data.image_size,
         "train.max_steps_per_epoch": cfg.train.max_steps_per_epoch,
         "train.checkpoint_every_steps": cfg.train.checkpoint_every_steps,
-        "data.workers": None if cfg.data.workers is None else cfg.data.workers + 1,
         "data.eval_resize": cfg.data.eval_resize,
     }
     for key, value in optional_positive.items():
         if value is not None and value < 1:
             raise LongtailError(f"{key} must be >= 1 or null (got {value})")
+    if cfg.data.workers is not None and cfg.data.workers < 0:
+        raise LongtailError(f"data.workers must be >= 0 or null (got {cfg.data.workers})")
     if cfg.data.channels not in (None, 1, 3):
         raise LongtailError(f"data.channels must be 1, 3 or null (got {cfg.data.channels})")
     if cfg.train.threads < 0:

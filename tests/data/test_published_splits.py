@@ -17,7 +17,7 @@ import torch
 from data.fixtures import write_split_list
 from longtail.cli import main
 from longtail.config import Config, load_config
-from longtail.data.registry import read_labels
+from longtail.data.registry import list_files
 from longtail.errors import LongtailError
 from longtail.train.data_setup import describe_subset, prepare_data, prepare_validation
 from shared_data import require_shared
@@ -37,9 +37,11 @@ def test_published_lists_count_exactly_without_their_images(
     name: str, total: int, classes: int, most: int, fewest: int
 ) -> None:
     listed = require_shared(f"splits/{name}")
-    labelled = read_labels("split_list", "/nonexistent-image-root", "train", listed)
+    labelled = list_files(
+        "split_list", "/nonexistent-image-root", "train", listed, check_files=False
+    )
     assert labelled is not None
-    labels, names = labelled
+    _, labels, names = labelled
     counts = np.bincount(labels, minlength=classes)
     assert (len(labels), len(names)) == (total, classes)
     assert (counts.max(), counts.min()) == (most, fewest)
@@ -148,6 +150,19 @@ def test_a_streamed_run_trains_and_evaluates_from_the_files(
         1,
         2,
     ]
+
+
+def test_the_probes_read_a_streamed_runs_files(lists: dict[str, Path], tmp_path: Path) -> None:
+    """kNN and the balanced linear probe on a streamed run: FileImages, nothing decoded up front."""
+    out = tmp_path / "runs"
+    args = ["recipes/demo.yaml", *_overrides(lists), "data.loader=stream", "data.workers=0",
+            "augment.crop=resized", "train.epochs=1", "train.batch_size=5", "train.device=cpu",
+            "train.progress=false", "probe.enabled=true", "probe.balanced_per_class=2",
+            "probe.iterations=3", "schedule.warmup_epochs=0", "model.name=resnet20",
+            "model.kwargs.width=0.25", f"out_dir={out}"]  # fmt: skip
+    assert main(["train", *args]) == 0
+    final = json.loads((next(out.iterdir()) / "final.json").read_text())
+    assert 0 <= final["probe_top1"] <= 100 and 0 <= final["knn_top1"] <= 100
 
 
 def test_auto_keeps_small_data_on_the_device_and_says_so(

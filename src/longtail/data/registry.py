@@ -104,50 +104,37 @@ def split_list_file(root: Path, split: str, list_file: Path | None) -> Path:
 
 
 def list_files(
-    dataset: str, root: str | Path, split: str, list_file: str | Path | None = None
-) -> tuple[list[Path], np.ndarray, list[str]]:
-    """(image files, int64 labels [N], class names) of a split of image files, undecoded, every
-    listed file checked to exist: a split list (``list_file`` or ``root/<split>.txt``) or an
-    ImageFolder tree. What the streaming loader reads."""
+    dataset: str,
+    root: str | Path,
+    split: str,
+    list_file: str | Path | None = None,
+    *,
+    check_files: bool = True,
+) -> tuple[list[Path], np.ndarray, list[str]] | None:
+    """(image files, int64 labels [N] in source order, class names) of a split, read from its list
+    or its file names without decoding an image; None for array sources (pickles, idx, packs),
+    whose labels come with the decoded arrays at little cost.
+
+    A split list (``list_file`` or ``root/<split>.txt``) has classes "0".."C-1", C = its largest
+    label + 1; ``check_files=False`` reads the list alone (its images need not exist: counting a
+    published split). ImageFolder trees (and the CIFAR-10 JPEG copy) list their files.
+    """
     root = Path(root).expanduser()
     if dataset == "split_list":
         lst = Path(list_file).expanduser() if list_file is not None else None
-        listed = read_split_list(split_list_file(root, split, lst), root)
+        listed = read_split_list(split_list_file(root, split, lst), root, check_files=check_files)
         return listed.paths, listed.labels, [str(c) for c in range(listed.num_classes)]
-    if dataset == "imagefolder":
-        listing = list_image_folder(root, split)
-        return listing.paths, listing.labels, listing.classes
-    raise LongtailError(
-        f"data.loader=stream reads image files (dataset split_list or imagefolder), not"
-        f" {dataset}: use data.loader=device for it"
-    )
-
-
-def read_labels(
-    dataset: str, root: str | Path, split: str, list_file: str | Path | None = None
-) -> tuple[np.ndarray, list[str]] | None:
-    """(int64 labels [N] in source order, class names) of a split read from its file names or list
-    alone, without decoding an image; None for array sources (pickles, idx), whose labels come
-    with the decoded arrays at little cost.
-
-    A split list's classes are "0".."C-1", C = its largest label + 1 (its images need not exist).
-    """
-    root = Path(root).expanduser()
-    lst = Path(list_file).expanduser() if list_file is not None else None
-    if dataset == "split_list":
-        listed = read_split_list(split_list_file(root, split, lst), root, check_files=False)
-        return listed.labels, [str(c) for c in range(listed.num_classes)]
+    if dataset not in DATASETS:  # a pack: arrays
+        return None
     if not root.exists():
         raise LongtailError(
             f"data.root {root} does not exist: point data.root at the {dataset} data folder"
         )
-    if dataset not in DATASETS:  # a pack: arrays
-        return None
     reader, _, _ = _plan(dataset, root, split, 3, None, None, 1)
     if reader != "imagefolder":
         return None
     listing = list_image_folder(root, split)
-    return listing.labels, listing.classes
+    return listing.paths, listing.labels, listing.classes
 
 
 def load_split(

@@ -67,26 +67,10 @@ def path_array(paths: Sequence[str | Path]) -> np.ndarray:
     return np.array([str(p).encode() for p in paths], dtype=np.bytes_)
 
 
-class _Keys:
-    """An epoch's batch keys, made batch by batch as the DataLoader asks for them."""
-
-    def __init__(
-        self, loader: StreamLoader, epoch: int, first: int, batches: list[torch.Tensor]
-    ) -> None:
-        self.loader, self.epoch, self.first, self.batches = loader, epoch, first, batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[list[Key]]:
-        for b, indices in enumerate(self.batches):
-            yield self.loader._keys(self.epoch, self.first + b, indices)
-
-
 class _CropSet(Dataset[tuple[int, np.ndarray | str]]):
     """Key (index, one ViewParams per view) -> (index, uint8 [V, S, S, C]) or (index, error)."""
 
-    def __init__(self, paths: Sequence[str], crop: CropSpec, channels: int) -> None:
+    def __init__(self, paths: Sequence[str | Path], crop: CropSpec, channels: int) -> None:
         self.paths, self.crop, self.channels = path_array(paths), crop, channels
 
     def __len__(self) -> int:
@@ -190,7 +174,7 @@ class StreamLoader:
                     "the streaming loader crops and flips in its workers: give device augments"
                     " with crop='none' and flip=False (colour jitter and grayscale only)"
                 )
-        self.dataset = _CropSet([str(p) for p in paths], crop, channels)
+        self.dataset = _CropSet(paths, crop, channels)
         self.labels = labels.long().cpu()
         self.sampler, self.augments, self.crop = sampler, list(augments), crop
         self.device, self.seed, self.channels, self.workers = device, seed, channels, workers
@@ -227,7 +211,8 @@ class StreamLoader:
         epoch, first = int(start["epoch"]), int(start["position"])
         batches = list(self.sampler)  # the epoch's global batches from ``first`` on (indices only)
         self._start, self._consumed = start, first
-        keys = _Keys(self, epoch, first, batches)  # made as the workers ask: memory flat in N
+        # each batch's keys made as the workers ask for them: memory flat in N
+        keys = (self._keys(epoch, first + b, idx) for b, idx in enumerate(batches))
         loader = DataLoader(
             self.dataset,  # type: ignore[arg-type]
             batch_sampler=keys,  # type: ignore[arg-type]
@@ -279,7 +264,7 @@ class StreamLoader:
 
 
 class _EvalSet(Dataset[tuple[int, np.ndarray | str]]):
-    def __init__(self, paths: Sequence[str], resize: int, crop: int, channels: int) -> None:
+    def __init__(self, paths: Sequence[str | Path], resize: int, crop: int, channels: int) -> None:
         self.paths, self.resize, self.crop, self.channels = (
             path_array(paths),
             resize,
@@ -326,9 +311,13 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def with_paths(self, paths: Sequence[str | Path]) -> FileImages:
+        """Other files, decoded the same way (resize, crop, channels, workers, device)."""
+        return FileImages(paths, self.device, resize=self.resize, crop=self.crop,
+                          channels=self.channels, workers=self.workers)  # fmt: skip
+
     def subset(self, indices: Sequence[int]) -> FileImages:
-        return FileImages([self.paths[i] for i in indices], self.device, resize=self.resize,
-                          crop=self.crop, channels=self.channels, workers=self.workers)  # fmt: skip
+        return self.with_paths([self.paths[i] for i in indices])
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """uint8 ``[B, C, crop, crop]`` batches on the device, every file once, in order."""

@@ -200,7 +200,7 @@ class Hybrid(nn.Module):
             own = torch.arange(n, device=labels.device) + dist.rank() * n  # unique over ranks
             ids = torch.cat([own, own])
             refs = dist.gather_no_grad(ids) if dist.world_size() > 1 else ids
-            con = dist.distributed_contrastive(
+            con = distributed_contrastive(
                 self.net.contrastive, z, labels, instance_ids=ids, ref_instance_ids=refs
             )
         elif isinstance(self.net.contrastive, SupConLoss):  # against every rank's views

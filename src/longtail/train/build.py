@@ -213,8 +213,8 @@ def build_training(
         nesterov=cfg.optim.nesterov,
     )
 
-    streamed = isinstance(data.train_images, FileImages)
-    where = torch.device("cpu") if streamed else device  # a streamed run samples on the host
+    # a streamed run samples on the host
+    where = torch.device("cpu") if isinstance(data.train_images, FileImages) else device
     labels = data.train_labels.to(where)
 
     def make_loader(

@@ -21,7 +21,7 @@ from longtail.data.lt_index import (
     long_tail_indices,
 )
 from longtail.data.pack import read_pack, read_pack_meta
-from longtail.data.registry import dataset_stats, load_split, read_labels
+from longtail.data.registry import dataset_stats, list_files, load_split
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
 
@@ -227,9 +227,9 @@ def describe_subset(cfg: DataConfig) -> dict[str, Any]:
     if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):
         record = _pack_record(cfg, read_pack_meta(cfg.root))
         return {"dataset": cfg.dataset, "counts": record["counts"], "total": record["total"]}
-    labelled = read_labels(cfg.dataset, cfg.root, "train", list_file(cfg, "train"))
-    if labelled is not None:  # file names or a list: no image is decoded
-        labels, classes = labelled
+    listed = list_files(cfg.dataset, cfg.root, "train", list_file(cfg, "train"), check_files=False)
+    if listed is not None:  # file names or a list: no image is decoded
+        _, labels, classes = listed
     else:
         full = load_arrays(cfg, "train")
         labels, classes = full.labels, list(full.classes)

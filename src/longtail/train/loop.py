@@ -65,7 +65,7 @@ def fit(
         model.train()
         done, before_s, loss_sum = 0, 0.0, torch.zeros((), device=device)
         if within is not None and epoch == start_epoch:  # a mid-epoch checkpoint's epoch
-            done, before_s = int(within["batch"]), float(within["epoch_s"])
+            done, before_s = resumed_at, float(within["epoch_s"])
             loss_sum += torch.as_tensor(within["loss_sum"], device=device)
         t0 = time.perf_counter()
         lr = cfg.optim.lr

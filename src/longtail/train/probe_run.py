@@ -140,13 +140,12 @@ def knn_summary(
 
 def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
     if isinstance(data.train_images, FileImages):  # streamed: the balanced files, undecoded
-        paths, labels, _ = list_files(cfg.data.dataset, cfg.data.root, "train",
-                                      list_file(cfg.data, "train"))  # fmt: skip
+        listed = list_files(cfg.data.dataset, cfg.data.root, "train", list_file(cfg.data, "train"))
+        assert listed is not None  # a streamed run reads files
+        paths, labels, _ = listed
         keep = balanced_indices(labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
-        files = data.train_images
         return ProbeSet(
-            FileImages([paths[i] for i in keep], device, resize=files.resize, crop=files.crop,
-                       channels=files.channels, workers=files.workers),
+            data.train_images.with_paths([paths[i] for i in keep]),
             torch.as_tensor(labels[keep], dtype=torch.int64, device=device),
             data.test_images,
             data.test_labels,

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longtail import launch
 from longtail.config import DataConfig
 from longtail.data.registry import list_files
 from longtail.data.stream import FileImages
@@ -54,7 +53,7 @@ def streams(cfg: DataConfig, device: torch.device) -> bool:
     need = device_bytes(sum(counts), cfg.image_size, cfg.channels or 3)
     free = free_bytes(device)
     stream = need > free // 2
-    if launch.Shard().main and os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0":  # once under torchrun
         print(
             f"data: the device path needs {need / GIB:.1f} GiB for {sum(counts)} images at"
             f" {cfg.image_size} px, {free / GIB:.1f} GiB free on {device}:"
@@ -66,10 +65,19 @@ def streams(cfg: DataConfig, device: torch.device) -> bool:
 
 
 def _count(cfg: DataConfig, split: str) -> int:
-    from longtail.data.registry import read_labels
+    listed = list_files(cfg.dataset, cfg.root, split, list_file(cfg, split), check_files=False)
+    return 0 if listed is None else len(listed[1])
 
-    labelled = read_labels(cfg.dataset, cfg.root, split, list_file(cfg, split))
-    return 0 if labelled is None else len(labelled[0])
+
+def _files(cfg: DataConfig, split: str) -> tuple[list[Path], np.ndarray, list[str]]:
+    """A split's files for streaming; a one-line error for array data."""
+    listed = list_files(cfg.dataset, cfg.root, split, list_file(cfg, split))
+    if listed is None:
+        raise LongtailError(
+            f"data.loader=stream reads image files (a split list or an ImageFolder tree), not"
+            f" {cfg.dataset} arrays: use data.loader=device for it"
+        )
+    return listed
 
 
 def default_workers() -> int:
@@ -91,8 +99,8 @@ def prepare_streamed(cfg: DataConfig, device: torch.device) -> PreparedData:
             "data.loader=stream crops images to data.image_size: set it (224 for ImageNet-LT,"
             " Places-LT, iNaturalist)"
         )
-    paths, labels, classes = list_files(cfg.dataset, cfg.root, "train", list_file(cfg, "train"))
-    test_paths, test_labels, _ = list_files(cfg.dataset, cfg.root, "test", list_file(cfg, "test"))
+    paths, labels, classes = _files(cfg, "train")
+    test_paths, test_labels, _ = _files(cfg, "test")
     if len(test_labels) and int(test_labels.max()) >= len(classes):
         raise LongtailError(
             f"the test split has labels up to {int(test_labels.max())} but the training split"
