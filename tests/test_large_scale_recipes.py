@@ -31,8 +31,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Overrides pointing a recipe at a synthetic long-tailed tree with val and test lists."""
     folder = tmp_path_factory.mktemp("large_scale")
     root, train_list, _ = write_split_list(folder, [8, 4, 2], num_classes=3, list_name="t.txt")
-    _, val_list, _ = write_split_list(folder, 2, num_classes=3, list_name="v.txt", seed=4)
-    _, test_list, _ = write_split_list(folder, 2, num_classes=3, list_name="e.txt", seed=8)
+    _, val_list, _ = write_split_list(
+        folder, 2, num_classes=3, list_name="v.txt", seed=4, folder="val"
+    )
+    _, test_list, _ = write_split_list(
+        folder, 2, num_classes=3, list_name="e.txt", seed=8, folder="test"
+    )
     return [f"data.root={root}", f"data.train_list={train_list}", f"data.val_list={val_list}",
             f"data.test_list={test_list}", "data.image_size=32", "data.loader=stream",
             "data.workers=0", "train.epochs=1", "train.max_steps_per_epoch=2",

@@ -221,8 +221,10 @@ def write_split_list(
     list_name: str = "train.txt",
     ext: str = "png",
     seed: int = 0,
+    folder: str = "images",
 ) -> tuple[Path, Path, np.ndarray]:
-    """Images of varied sizes (ImageNet-like) under ``directory/images/`` and a ``path label`` list.
+    """Images of varied sizes (ImageNet-like) under ``directory/<folder>/`` and a ``path label`` list.
+    (Lists written into one directory need their own ``folder``, or their files overwrite each other.)
 
     Returns:
         (image root, list file, int64 labels in list order). Lines are written in a seeded shuffled
@@ -237,7 +239,7 @@ def write_split_list(
         pixels = class_images(np.array([label]), max(height, width), 3, num_classes, seed + 2 + i)[
             0
         ]
-        relative = Path("images") / f"n{label:04d}" / f"img_{i:05d}.{ext}"
+        relative = Path(folder) / f"n{label:04d}" / f"img_{i:05d}.{ext}"
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels[:height, :width]).save(root / relative)
         lines.append(f"{relative.as_posix()} {label}")

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from longtail.errors import LongtailError
 from longtail.losses import CONTRASTIVE_LOSSES, InfoNCELoss, KCLLoss, SupConLoss
-from longtail.losses.masks import build_contrast_set, kcl_positive_mask
+from longtail.losses.masks import (
+    DrawLayout,
+    build_contrast_set,
+    kcl_positive_mask,
+    sample_k_positives,
+)
+from longtail.strategies.hybrid import two_view_layout
 from losses.reference import kcl_loop, supcon_loop
 
 TAUS = [0.07, 0.1, 0.5, 1.0]
@@ -237,6 +243,39 @@ def test_kcl_seed_reproducibility() -> None:
 
     assert run(5) == run(5)
     assert len({run(seed) for seed in range(6)}) > 1
+
+
+def test_a_layout_takes_its_rows_and_columns_of_the_whole_draw() -> None:
+    """A rank's block, with its rows and columns in any order, picks what the whole draw picks."""
+    whole = torch.rand(6, 9, generator=torch.Generator().manual_seed(2)) < 0.6
+    want = sample_k_positives(whole, 2, torch.Generator().manual_seed(5))
+    rows, cols = (
+        torch.tensor([4, 1, 5]),
+        torch.randperm(9, generator=torch.Generator().manual_seed(1)),
+    )
+    block = whole[rows][:, cols]
+    got = sample_k_positives(
+        block, 2, torch.Generator().manual_seed(5), DrawLayout(rows, cols, (6, 9))
+    )
+    assert torch.equal(got, want[rows][:, cols])
+    assert not torch.equal(got, sample_k_positives(block, 2, torch.Generator().manual_seed(5)))
+    with pytest.raises(LongtailError, match="draw layout of 3 x 9 for 3 x 8"):
+        sample_k_positives(block[:, :8], 2, None, DrawLayout(rows, cols, (6, 9)))
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_two_view_layout_places_each_ranks_views_as_one_process_stacks_them(world: int) -> None:
+    """Rank-local [v1; v2] stacks, gathered in rank order, against one [v1; v2] stack of all."""
+    n = 4
+    v1, v2 = torch.arange(n * world), 100 + torch.arange(n * world)  # one process's rows, named
+    one = torch.cat([v1, v2])
+    gathered = torch.cat([torch.cat([v1[q * n : (q + 1) * n], v2[q * n : (q + 1) * n]])
+                          for q in range(world)])  # fmt: skip
+    for rank in range(world):
+        layout = two_view_layout(n, world, rank)
+        assert layout.shape == (2 * n * world, 2 * n * world)
+        assert torch.equal(one[layout.cols], gathered)
+        assert torch.equal(one[layout.rows], gathered[2 * n * rank : 2 * n * (rank + 1)])
 
 
 def test_no_nan_for_large_small_zero_and_bf16_inputs() -> None:

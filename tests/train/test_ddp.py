@@ -30,7 +30,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from data.fixtures import write_idx
+from data.fixtures import write_idx, write_split_list
 from longtail import launch
 from longtail.config import load_config
 from longtail.errors import LongtailError
@@ -86,6 +86,16 @@ CASES = {
         "strategy.proj_dim=8",
         "train.batch_size=8",
     ],
+    # Hybrid-SC with P = 2 drawn positives (the iNat setting): each rank keeps its share of the
+    # global draw, placed as one process's [v1; v2] stack (views rank-major after the gather)
+    "hybrid_sc_positives": [
+        "strategy.name=hybrid",
+        "strategy.contrastive=supcon",
+        "strategy.positives=2",
+        "strategy.proj_hidden=16",
+        "strategy.proj_dim=8",
+        "train.batch_size=8",
+    ],
     # Hybrid-CE-CE: CE in both branches
     "hybrid_ce_ce": ["strategy.name=hybrid", "strategy.contrastive=ce", "train.batch_size=8"],
     # class-balanced CE with the progressive sampler half-way through its schedule
@@ -111,6 +121,24 @@ CASES |= {  # pre-training (the demo's DRW off: these train no classifier)
             "strategy.temperature=0.2"],
     "moco": [*PRETRAIN, "strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"],
 }  # fmt: skip
+# the streaming path (DataLoader decoding of files, crops drawn for the global batch and sharded):
+# a published-style list used as given, RandomResizedCrop + flip in the workers, jitter on device
+STREAMED = [
+    "data.dataset=split_list",
+    "data.subset_rule=none",
+    "data.loader=stream",
+    "data.workers=0",
+    "data.image_size=16",
+    "augment.crop=resized",
+    "augment.jitter=[0.4,0.4,0.4,0.1]",
+    "loss.reweight_epoch=0",
+    "train.batch_size=8",
+]
+CASES |= {
+    "stream_ce": STREAMED,
+    "stream_hybrid_sc": [*STREAMED, "strategy.name=hybrid", "strategy.contrastive=supcon",
+                         "strategy.proj_hidden=16", "strategy.proj_dim=8"],
+}  # fmt: skip
 # run by the ranks alone: SAM's first pass without gradient synchronisation (the speed option) is
 # no longer one process's step, but the ranks still agree (the update pass is synchronised)
 UNSYNCED = {"simsiam_rwsam_unsynced": [*CASES["simsiam_rwsam"], "sam.sync_first=false"]}
@@ -132,6 +160,9 @@ def _steps(root: str, overrides: list[str]) -> dict[str, Any]:
 def _float64_steps(root: str, overrides: list[str]) -> dict[str, Any]:
     start = next((int(o.split("=")[1]) for o in overrides if o.startswith("START_EPOCH=")), 0)
     overrides = [o for o in overrides if not o.startswith("START_EPOCH=")]
+    if "data.loader=stream" in overrides:  # the files and list the module fixture wrote
+        overrides = [f"data.root={root}/stream", f"data.train_list={root}/stream/train.txt",
+                     f"data.test_list={root}/stream/test.txt", *overrides]  # fmt: skip
     cfg = load_config("recipes/demo.yaml", [*TINY, f"data.root={root}", *overrides])
     device, shard = launch.start(torch.device("cpu"))
     data = prepare_data(cfg.data, device)
@@ -168,6 +199,8 @@ def _free_port() -> int:
 def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ddp_idx")
     write_idx(root, n_train_per_class=40, n_test_per_class=5)
+    write_split_list(root / "stream", [12, 8, 6, 4], num_classes=4)  # the streamed cases' files
+    write_split_list(root / "stream", 2, num_classes=4, list_name="test.txt", seed=5, folder="test")
     return root
 
 

@@ -24,6 +24,7 @@ from longtail.errors import LongtailError
 from longtail.losses.kernel import masked_contrastive, weighted_mean_over_valid
 from longtail.losses.masks import (
     ContrastSet,
+    DrawLayout,
     build_contrast_set,
     check_temperature,
     cosine_logits,
@@ -122,14 +123,16 @@ class KCLLoss(nn.Module):
         instance_ids: Tensor | None = None,
         ref_instance_ids: Tensor | None = None,
         anchor_weights: Tensor | None = None,
+        layout: DrawLayout | None = None,
     ) -> Tensor:
         """features [N, D], labels [N], instance_ids [N], anchor_weights [N] (refs: [M, D], [M],
-        [M]) -> scalar."""
+        [M]) -> scalar. ``layout``: these N x M keys' place in a larger draw (a rank's share of
+        the global batch's draw, :class:`longtail.losses.masks.DrawLayout`)."""
         contrast = build_contrast_set(features, labels, ref_features, ref_labels, self_offset)
         if ref_features is None:
             ref_instance_ids = instance_ids
         positives = kcl_positive_mask(
-            contrast, self.k, self.generator, instance_ids, ref_instance_ids
+            contrast, self.k, self.generator, instance_ids, ref_instance_ids, layout
         )
         return contrast_mean(contrast, positives, self.temperature, anchor_weights)
 

@@ -105,26 +105,54 @@ def build_contrast_set(
     return ContrastSet(unit_rows(features), unit_rows(ref_features), labels, ref_labels, not_self)
 
 
+@dataclass(frozen=True)
+class DrawLayout:
+    """Where an [N, M] block of positives sits in a larger draw of uniform keys [shape].
+
+    Entry (i, j) of the block takes key (rows[i], cols[j]) of the draw: under data parallelism
+    every rank draws the global keys from the same generator and keeps its anchors' rows and its
+    refs' columns, in whatever order its features have them, so the positives are one process's.
+    rows [N] / cols [M] int64 on any device.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    shape: tuple[int, int]
+
+    @classmethod
+    def row_block(cls, first: int, n: int, total: int, m: int) -> DrawLayout:
+        """Rows ``first .. first + n - 1`` of a [total, m] draw, every column (a rank's anchors
+        against refs that every rank holds alike: a MoCo queue)."""
+        return cls(torch.arange(first, first + n), torch.arange(m), (total, m))
+
+
 def sample_k_positives(
     candidates: Tensor,
     k: int,
     generator: torch.Generator | None,
-    rows: tuple[int, int] | None = None,
+    layout: DrawLayout | None = None,
 ) -> Tensor:
     """Keep, per row, ``min(k, candidates.sum(1))`` of the True entries, uniformly at random.
 
     candidates [N, M] bool -> [N, M] bool. One uniform key per entry, non-candidates pushed below
     every key, then a row-wise top-k: a uniform draw without replacement, with no loop over rows.
-    ``k = 0`` keeps nothing and draws nothing. ``rows = (first, total)``: these N rows are rows
-    ``first .. first + N - 1`` of a draw for ``total`` rows (a rank's anchors of a global batch:
-    every rank draws the global [total, M] keys from the same generator and keeps its own rows).
+    ``k = 0`` keeps nothing and draws nothing. Consumes one ``torch.rand`` [N, M], or
+    [layout.shape] of which this block takes the rows and columns ``layout`` names.
     """
     if k == 0:  # MoCo (KCL with k = 0): nothing to draw
         return torch.zeros_like(candidates)
     device = candidates.device if generator is None else generator.device
     n, m = candidates.shape
-    first, total = (0, n) if rows is None else rows
-    keys = torch.rand((total, m), generator=generator, device=device)[first : first + n]
+    if layout is None:
+        keys = torch.rand((n, m), generator=generator, device=device)
+    else:
+        if (len(layout.rows), len(layout.cols)) != (n, m):
+            raise LongtailError(
+                f"a draw layout of {len(layout.rows)} x {len(layout.cols)} for {n} x {m} candidates:"
+                " pass one row index per anchor and one column index per ref"
+            )
+        keys = torch.rand(layout.shape, generator=generator, device=device)
+        keys = keys[layout.rows.to(device)][:, layout.cols.to(device)]
     keys = keys.to(candidates.device)
     keys = keys.masked_fill(~candidates, -1.0)
     chosen = keys.topk(min(k, candidates.shape[1]), dim=1).indices
@@ -138,13 +166,15 @@ def kcl_positive_mask(
     generator: torch.Generator | None,
     instance_ids: Tensor | None = None,
     ref_instance_ids: Tensor | None = None,
+    layout: DrawLayout | None = None,
 ) -> Tensor:
     """KCL's positives [N, M] bool: the anchor's other views, plus k sampled same-class entries.
 
     ``instance_ids`` [N] / ``ref_instance_ids`` [M] (both or neither): entries sharing the anchor's
     instance id (its other views) are always positive and do not count against k; the k are drawn
     uniformly among the remaining same-class entries (among all of them without instance ids).
-    Anchors with fewer than k candidates keep them all. Consumes one ``torch.rand`` [N, M].
+    Anchors with fewer than k candidates keep them all. Consumes one ``torch.rand`` [N, M] (or
+    the larger draw ``layout`` places these entries in: :func:`sample_k_positives`).
     """
     same_class = (contrast.labels[:, None] == contrast.ref_labels[None, :]) & contrast.not_self
     if instance_ids is None or ref_instance_ids is None:
@@ -153,6 +183,6 @@ def kcl_positive_mask(
                 "instance_ids with ref_features needs ref_instance_ids: pass one id per ref row"
                 " (-1 for queue entries that are no anchor's view), or neither"
             )
-        return sample_k_positives(same_class, k, generator)
+        return sample_k_positives(same_class, k, generator, layout)
     own_views = (instance_ids[:, None] == ref_instance_ids[None, :]) & contrast.not_self
-    return own_views | sample_k_positives(same_class & ~own_views, k, generator)
+    return own_views | sample_k_positives(same_class & ~own_views, k, generator, layout)

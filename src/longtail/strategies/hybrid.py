@@ -35,6 +35,7 @@ from longtail.data.stream import StreamLoader
 from longtail.dist import distributed_contrastive
 from longtail.errors import LongtailError
 from longtail.losses import KCLLoss, MPSCLoss, PSCLoss, SupConLoss
+from longtail.losses.masks import DrawLayout
 from longtail.models.heads import ProjectionHead
 
 
@@ -46,6 +47,23 @@ def curriculum_alpha(epoch: int, epochs: int, cfg: StrategyConfig) -> float:
     if cfg.curriculum == "linear":
         return 1.0 - t
     return cfg.fixed_alpha
+
+
+def two_view_layout(n: int, world: int, rank: int) -> DrawLayout:
+    """Rank ``rank``'s [2n anchors, 2nW refs] in one process's [2N, 2N] draw (N = nW).
+
+    A rank stacks its views [v1; v2] (n rows each) and the gather puts the ranks' stacks in rank
+    order; one process stacks [v1; v2] of the whole batch. Row ``view * n + i`` of rank q is
+    row ``view * N + q * n + i`` of one process's stack.
+    """
+    total = n * world
+
+    def stack_of(q: int) -> Tensor:
+        i = torch.arange(n)
+        return torch.cat([q * n + i, total + q * n + i])
+
+    cols = torch.cat([stack_of(q) for q in range(world)])
+    return DrawLayout(stack_of(rank), cols, (2 * total, 2 * total))
 
 
 class HybridNet(nn.Module):
@@ -196,13 +214,20 @@ class Hybrid(nn.Module):
         if self.net.contrastive is None:  # CE-CE: cross-entropy on the instance-sampled views
             con = F.cross_entropy(z, labels)
         elif isinstance(self.net.contrastive, KCLLoss):  # P drawn positives + the other view
-            n = y_con.shape[0]
+            n, world = y_con.shape[0], dist.world_size()
             own = torch.arange(n, device=labels.device) + dist.rank() * n  # unique over ranks
             ids = torch.cat([own, own])
-            refs = dist.gather_no_grad(ids) if dist.world_size() > 1 else ids
-            con = distributed_contrastive(
-                self.net.contrastive, z, labels, instance_ids=ids, ref_instance_ids=refs
-            )
+            if world == 1:
+                con = self.net.contrastive(z, labels, instance_ids=ids)
+            else:  # every rank's views in rank order; the draw placed as one process's
+                con = distributed_contrastive(
+                    self.net.contrastive,
+                    z,
+                    labels,
+                    instance_ids=ids,
+                    ref_instance_ids=dist.gather_no_grad(ids),
+                    layout=two_view_layout(n, world, dist.rank()),
+                )
         elif isinstance(self.net.contrastive, SupConLoss):  # against every rank's views
             con = distributed_contrastive(self.net.contrastive, z, labels)
         else:  # PSC / MPSC contrast with prototypes (parameters): a per-anchor mean, local

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from longtail import dist, runtime
 from longtail.config import StrategyConfig
 from longtail.losses.kernel import masked_contrastive, mean_over_valid
-from longtail.losses.masks import cosine_logits, sample_k_positives, unit_rows
+from longtail.losses.masks import DrawLayout, cosine_logits, sample_k_positives, unit_rows
 from longtail.losses.queue import LabelledQueue
 from longtail.models.heads import ProjectionHead
 from longtail.models.momentum import MomentumEncoder
@@ -55,14 +55,14 @@ def kcl_queue_loss(
     k: int,
     temperature: float,
     generator: torch.Generator | None,
-    rows: tuple[int, int] | None = None,
+    layout: DrawLayout | None = None,
 ) -> Tensor:
     """BalFeat's KCL loss over [own key, queue] (module docstring); a scalar.
 
     queries [N, D] (with gradient), labels [N], keys [N, D] (the key encoder's, same images),
     queue_keys [K, D], queue_labels [K] (K may be 0). Features are normalised here. Consumes
     one ``torch.rand`` [N, K] from ``generator`` (the k-positive draw; none when k = 0, MoCo), or
-    [total, K] of which these are rows ``first ..`` when ``rows = (first, total)`` (a rank's part).
+    the larger draw that ``layout`` places these rows in (a rank's part of the global draw).
     Every anchor has its own key as a positive, so the mean is over all N anchors.
     """
     q = unit_rows(queries)
@@ -70,7 +70,7 @@ def kcl_queue_loss(
     logits = torch.cat([own, cosine_logits(q, unit_rows(queue_keys), temperature)], dim=1)
     same_class = labels[:, None] == queue_labels[None, :]  # [N, K]
     positives = torch.cat(
-        [torch.ones_like(same_class[:, :1]), sample_k_positives(same_class, k, generator, rows)],
+        [torch.ones_like(same_class[:, :1]), sample_k_positives(same_class, k, generator, layout)],
         dim=1,
     )
     loss, valid = masked_contrastive(logits, positives, torch.ones_like(positives))
@@ -161,7 +161,9 @@ class KCL(nn.Module):
             self.cfg.k,
             self.cfg.temperature,
             self.generator,
-            rows=(dist.rank() * n, world * n) if world > 1 else None,
+            DrawLayout.row_block(dist.rank() * n, n, world * n, len(queue_labels))
+            if world > 1
+            else None,
         )
         # every rank's keys, in rank order: the queue one process would hold, on every rank
         self.net.queue.enqueue(dist.gather_no_grad(keys), dist.gather_no_grad(labels))
