@@ -97,3 +97,42 @@ def test_mixed_settings_and_duplicate_seeds_are_refused(runs: list[Path], tmp_pa
     other = train(load_config(None, [*_base(root), "method=CE", "optim.lr=0.05", "train.seed=7"]))
     with pytest.raises(LongtailError, match="different settings"):
         collect([runs[0], other])
+
+
+def test_records_carry_their_dataset_and_shortened_runs_say_so(runs: list[Path]) -> None:
+    assert {r["dataset"] for r in collect(runs)} == {"fashion_mnist"}
+    skipped: list[str] = []
+    collect(runs, skipped)
+    assert skipped == [f"{runs[3]}: shortened: train.max_steps_per_epoch=1"]
+    assert json.loads((runs[3] / "final.json").read_text())["shortened"] == [
+        "train.max_steps_per_epoch=1"
+    ]
+    assert json.loads((runs[0] / "final.json").read_text())["shortened"] == []
+
+
+def test_a_report_with_nothing_to_tabulate_fails_and_writes_nothing(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    from longtail.errors import LongtailError
+
+    results = tmp_path / "out.json"
+    with pytest.raises(LongtailError, match="none of the 1 runs .*shortened: train.max_steps"):
+        report([runs[3]], results)
+    assert not results.exists() and not results.with_suffix(".md").exists()
+    unfinished = runs[3].parent / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_text((runs[3] / "config.yaml").read_text())
+    (unfinished / "status.json").write_text('{"state": "running"}')
+    skipped: list[str] = []
+    report([runs[0], unfinished], results, skipped)
+    assert skipped == [f"{unfinished}: not finished (status running, no final.json)"]
+
+
+def test_the_same_method_and_ratio_on_two_datasets_are_two_tables() -> None:
+    row = {"method": "CE", "ratio": 100.0, "top1_std": 0.0, "seeds": [0], "paper_top1": None}
+    table = markdown_table(
+        [{**row, "dataset": "cifar10", "top1_mean": 70.0},
+         {**row, "dataset": "cifar100", "top1_mean": 38.0}]
+    )  # fmt: skip
+    assert "### cifar10\n" in table and "### cifar100\n" in table
+    assert "| CE | 70.00 ± 0.00 (1)" in table and "| CE | 38.00 ± 0.00 (1)" in table

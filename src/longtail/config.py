@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -116,6 +118,9 @@ class ScheduleConfig:
         0.01  # step: factor applied at each milestone (LDAM-DRW: x0.01 at 160, x1e-4 at 180)
     )
     min_lr_factor: float = 0.0  # cosine floor, as a fraction of optim.lr
+    # train.epochs unlike the recipe's: milestones, warm-up, DRW/DRS epochs scale with it
+    # (longtail.epoch_events); false keeps them as written
+    scale_with_epochs: bool = True
 
 
 @dataclass
@@ -213,6 +218,8 @@ class ProbeConfig:
     )
     ood_root: str = "data/fashion-mnist"
     ood_per_class: int | None = None  # cap per class of the OOD probe's training set
+    # auto: a shortened run probes sets sized to it (longtail.eval.probe_budget); full: as above
+    size: str = "auto"
 
 
 @dataclass
@@ -294,6 +301,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "strategy.contrastive_sampler": ("random", "class_balanced", "sqrt"),
     "init.freeze": ("none", "backbone", "all_but_scales"),
     "sam.weights": ("none", "kde", "label"),
+    "probe.size": ("auto", "full"),
 }
 
 
@@ -406,12 +414,32 @@ def merge_config(layers: list[tuple[str, dict[str, Any]]], overrides: Sequence[s
 
 
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError."""
+    """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError.
+
+    When the overrides change ``train.epochs``, the recipe's epoch-valued keys scale with it
+    (:mod:`longtail.epoch_events`), and one line on stderr says which.
+    """
+    from longtail.epoch_events import scale_to_epochs
+
     layers: list[tuple[str, dict[str, Any]]] = []
     if recipe is not None:
         layers.append((f"recipe {recipe}", read_yaml_mapping(Path(recipe), "recipe")))
         layers.append(("the recipe path", {"recipe": str(recipe)}))
-    return merge_config(layers, overrides or ())
+    cfg = merge_config(layers, overrides or ())
+    if not overrides:
+        return cfg
+    given = {_parse_override(o)[0] for o in overrides}
+    as_written = merge_config(layers)
+    cfg, changes = scale_to_epochs(cfg, as_written, given)
+    if changes:
+        validate(cfg)
+        if os.environ.get("RANK", "0") == "0":  # once under torchrun
+            print(
+                f"config: train.epochs={cfg.train.epochs} (the recipe's {as_written.train.epochs}):"
+                f" scaled {'; '.join(changes)} (schedule.scale_with_epochs=false keeps them)",
+                file=sys.stderr,
+            )
+    return cfg
 
 
 def validate(cfg: Config) -> None:

@@ -108,5 +108,10 @@ def _source(cfg: Config) -> tuple[str, str]:
     return source.dataset, source.root
 
 
+def source_dataset(cfg: Config) -> str:
+    """The dataset a run's images come from (a pack of the recipe's data counts as that data)."""
+    return _source(cfg)[0]
+
+
 def same_setting(a: Config, b: Config) -> bool:
     return setting(a) == setting(b)

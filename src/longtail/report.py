@@ -1,11 +1,13 @@
 """Results tables from run folders: ``longtail report RUN_DIR ... --results FILE.json``.
 
 Completed full-protocol runs (none :func:`longtail.protocol.shortened`) are grouped
-by (method, ratio, recipe); each group becomes one record of the results schema in
+by (method, dataset, ratio, recipe); each group becomes one record of the results schema in
 CONVENTIONS.md (mean and population std of last-epoch top-1 over seeds, group means, the paper's
 number, device, commit). Records merge into the results JSON (a re-run replaces its record) and a
 markdown table is written beside it: method x ratio, ours vs paper, and each method's gap to our
-own CE vs the paper's gap to its CE (the honest comparison on the JPEG-degraded CIFAR-10 copy).
+own CE vs the paper's gap to its CE (the honest comparison on the JPEG-degraded CIFAR-10 copy), one
+table per dataset. Every run left out is listed with the reason; when none of the runs given enters
+a table, nothing is written and the command fails.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
-from longtail.protocol import setting, shortened
+from longtail.protocol import setting, shortened, source_dataset
 from longtail.run_folder import FINAL, RunFolder
 
 GROUPS = ("many", "medium", "few", "head", "middle", "tail")
@@ -30,22 +32,39 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return round(statistics.fmean(present), 2) if present else None
 
 
-def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """One results record per (method, ratio, recipe) over the completed full runs given."""
-    groups: dict[tuple[str, float, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
+def _left_out(run: RunFolder, cfg: Any) -> str | None:
+    """Why a run enters no results table; None when it does."""
+    if not run.file(FINAL).is_file():
+        return f"not finished (status {run.read_state()}, no final.json)"
+    cut = shortened(cfg)
+    if cut:  # a shortened run never enters a results table (protocol.py)
+        return "shortened: " + "; ".join(cut)
+    if cfg.method is None:  # e.g. the first stage of a two-stage method, or the demo
+        return "no method name (a results row needs method=..., CONVENTIONS.md)"
+    return None
+
+
+def collect(
+    run_dirs: Sequence[str | Path], skipped: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One results record per (method, dataset, ratio, recipe) over the completed full runs given.
+
+    ``skipped`` (if given) receives one ``"RUN: why"`` line per run left out.
+    """
+    groups: dict[tuple[str, str, float, str], list[tuple[Any, dict[str, Any]]]] = defaultdict(list)
     for run_dir in run_dirs:
         run = RunFolder.open(run_dir)
-        if not run.file(FINAL).is_file():
-            continue  # not complete
         cfg = run.read_config()
-        if shortened(cfg):
-            continue  # a shortened run never enters a results table (protocol.py)
-        if cfg.method is None:
-            continue  # not a table row (e.g. the first stage of a two-stage method)
+        why = _left_out(run, cfg)
+        if why is not None:
+            if skipped is not None:
+                skipped.append(f"{run.path}: {why}")
+            continue
         final = json.loads(run.file(FINAL).read_text())
-        groups[(cfg.method, cfg.data.imbalance_ratio, cfg.recipe or "")].append((cfg, final))
+        key = (str(cfg.method), source_dataset(cfg), cfg.data.imbalance_ratio, cfg.recipe or "")
+        groups[key].append((cfg, final))
     records = []
-    for (method, ratio, recipe), runs in sorted(groups.items()):
+    for (method, dataset, ratio, recipe), runs in sorted(groups.items()):
         runs.sort(key=lambda pair: pair[0].train.seed)
         _check_same_setting(method, ratio, [c for c, _ in runs])
         top1 = [final["top1"] for _, final in runs]
@@ -53,6 +72,7 @@ def collect(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         records.append(
             {
                 "method": method,
+                "dataset": dataset,
                 "ratio": ratio,
                 "top1_mean": round(statistics.fmean(top1), 2),
                 "top1_std": round(statistics.pstdev(top1), 2),
@@ -94,16 +114,31 @@ def merge(results_path: Path, records: list[dict[str, Any]]) -> list[dict[str, A
             existing = json.loads(results_path.read_text())
         except json.JSONDecodeError:
             raise LongtailError(f"{results_path} is not valid JSON: fix or remove it") from None
-    key = lambda r: (r["method"], r["ratio"], r["recipe"])  # noqa: E731
+    key = lambda r: (r["method"], r.get("dataset"), r["ratio"], r["recipe"])  # noqa: E731
     fresh = {key(r) for r in records}
     merged = [r for r in existing if key(r) not in fresh] + records
-    merged.sort(key=lambda r: (r["method"], -r["ratio"]))
+    merged.sort(key=lambda r: (r.get("dataset") or "", r["method"], -r["ratio"]))
     atomic_write_json(results_path, merged)
     return merged
 
 
 def markdown_table(records: list[dict[str, Any]], baseline: str = "CE") -> str:
-    """Method x ratio: ours ± std (seeds) | paper | our gap to our CE | paper's gap to its CE."""
+    """Method x ratio: ours ± std (seeds) | paper | our gap to our CE | paper's gap to its CE.
+
+    One table per dataset (a heading above each when there are several): the same method and
+    ratio on two datasets are two rows of two tables, never one.
+    """
+    datasets = list(dict.fromkeys(r.get("dataset") for r in records))
+    if len(datasets) <= 1:
+        return _one_table(records, baseline)
+    return "\n".join(
+        f"### {dataset or 'dataset not recorded'}\n\n"
+        + _one_table([r for r in records if r.get("dataset") == dataset], baseline)
+        for dataset in datasets
+    )
+
+
+def _one_table(records: list[dict[str, Any]], baseline: str) -> str:
     ratios = sorted({r["ratio"] for r in records}, reverse=True)
     by = {(r["method"], r["ratio"]): r for r in records}
     methods = list(dict.fromkeys(r["method"] for r in records))
@@ -128,9 +163,25 @@ def markdown_table(records: list[dict[str, Any]], baseline: str = "CE") -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(run_dirs: Sequence[str | Path], results_path: Path) -> str:
-    """Collect, merge into ``results_path``, write ``<results>.md`` beside it; return the table."""
-    merged = merge(results_path, collect(run_dirs))
+def report(
+    run_dirs: Sequence[str | Path], results_path: Path, skipped: list[str] | None = None
+) -> str:
+    """Collect, merge into ``results_path``, write ``<results>.md`` beside it; return the table.
+
+    ``skipped`` receives the runs left out and why. Raises LongtailError, writing nothing, when
+    no run given enters a table.
+    """
+    left_out: list[str] = []
+    records = collect(run_dirs, left_out)
+    if skipped is not None:
+        skipped.extend(left_out)
+    if not records:
+        raise LongtailError(
+            f"none of the {len(run_dirs)} runs enters a results table ({left_out[0]}"
+            + (f"; and {len(left_out) - 1} more" if len(left_out) > 1 else "")
+            + "): report full-protocol runs that have a method name"
+        )
+    merged = merge(results_path, records)
     table = markdown_table(merged)
     atomic_write_text(results_path.with_suffix(".md"), table)
     return table

@@ -169,6 +169,14 @@ class RunFolder:
             return
         atomic_write_json(self.file(STATUS), {"state": state, "time": time.time(), **extra})
 
+    def read_state(self) -> str:
+        """status.json's state (running, complete, failed, interrupted), or "unknown"."""
+        try:
+            state = json.loads(self.file(STATUS).read_text()).get("state")
+        except (OSError, ValueError, AttributeError):
+            return "unknown"
+        return str(state) if state else "unknown"
+
     def append_metrics(self, record: dict[str, Any]) -> None:
         if not self.writes:
             return

@@ -47,6 +47,12 @@ def test_warmup_longer_than_run_is_clipped() -> None:
     assert lr_factor(9, 5, 2, cfg) == pytest.approx(1.0)
 
 
+def test_a_warmup_shorter_than_one_step_never_exceeds_the_base_rate() -> None:
+    """0.05 epoch of 10 steps is half a step (a 200-epoch recipe's 5 epochs scaled to 2)."""
+    cfg = ScheduleConfig(kind="constant", warmup_epochs=0.05)
+    assert [lr_factor(s, 10, 2, cfg) for s in range(3)] == [1.0, 1.0, 1.0]
+
+
 def test_param_groups_split_1d() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
     model(torch.zeros(1, 3, 5, 5))

@@ -20,7 +20,7 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: ScheduleConfig)
     epoch_float = step / steps_per_epoch
     warmup = min(cfg.warmup_epochs, epochs)
     if warmup > 0 and epoch_float < warmup:
-        return (step + 1) / (warmup * steps_per_epoch)
+        return min(1.0, (step + 1) / (warmup * steps_per_epoch))  # <= 1 below one step's warm-up
     if cfg.kind == "constant":
         return 1.0
     if cfg.kind == "step":

@@ -19,6 +19,7 @@ from longtail.config import Config
 from longtail.errors import LongtailError
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.optim.schedules import lr_factor
+from longtail.protocol import shortened
 from longtail.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
 from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
@@ -120,21 +121,29 @@ def fit(
         return {}
     if not summary:  # a resumed run whose epochs were all done: evaluate the checkpoint
         summary = evaluate_model(model, data, cfg, device)
+    cut = shortened(cfg)  # the recipe's protocol cut short: said in final.json and every title
+    trained = epochs * steps_per_epoch * cfg.train.batch_size  # sizes a shortened run's probe
+    length = f"{epochs} epochs" + (", shortened" if cut else "")
     plot_per_class_accuracy(
         summary["per_class"],
         data.train_counts,
         run.file(PLOT),
-        title=f"{cfg.name}: top-1 {summary['top1']:.2f}% (last epoch)",
+        title=f"{cfg.name}: top-1 {summary['top1']:.2f}% after {length}",
         class_names=data.classes,
         many_threshold=cfg.eval.many_threshold,
         few_threshold=cfg.eval.few_threshold,
     )
-    probes = probe_run(model, data, cfg, device, run.file(PROBE_PLOT)) if cfg.probe.enabled else {}
+    probes = (
+        probe_run(model, data, cfg, device, run.file(PROBE_PLOT), length, trained)
+        if cfg.probe.enabled
+        else {}
+    )
     return {
         **summary,
         **probes,
         "classes": data.classes,
         "epochs": epochs,
+        "shortened": cut,  # why this is not the recipe's full protocol; [] when it is
         "best_top1": history.get("best_top1"),  # reported for comparison only, never used to choose
         "best_epoch": history.get("best_epoch"),
         "train_s": round(history["train_s"], 2),
@@ -147,6 +156,7 @@ def fit(
         "paper_top1": cfg.paper.top1,
         "paper_source": cfg.paper.source,
         "name": cfg.name,
+        "method": cfg.method,
     }
 
 

@@ -16,6 +16,8 @@ bit-identical afterwards (parameters and BatchNorm statistics).
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,14 @@ from longtail.eval.metrics import confusion_matrix
 from longtail.eval.ood import balanced_indices, match_format
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.eval.probe import assert_unchanged, extract_features, snapshot
+from longtail.eval.probe_budget import long_tailed_subset, per_class_cap, probe_images
 from longtail.eval.representation import (
     ProbeSet,
     ProbeSettings,
     backbone_of,
     evaluate_representation,
 )
+from longtail.protocol import shortened
 from longtail.train.data_setup import (
     PreparedData,
     input_transform,
@@ -54,10 +58,27 @@ HEADLINE = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
 
 
 def probe_run(
-    model: nn.Module, data: PreparedData, cfg: Config, device: torch.device, plot: Path | None
+    model: nn.Module,
+    data: PreparedData,
+    cfg: Config,
+    device: torch.device,
+    plot: Path | None,
+    length: str = "",
+    trained_images: int | None = None,
 ) -> dict[str, Any]:
-    """``{"probe": {...per probe set...}, "probe_top1", ..., "ood_probe_top1"}`` for final.json."""
+    """``{"probe": {...per probe set...}, "probe_top1", ..., "ood_probe_top1"}`` for final.json.
+
+    ``length``: the run's length for the plot's title (e.g. "20 epochs, shortened");
+    ``trained_images``: how many images the run trained on, which sizes a shortened run's probe
+    sets (:mod:`longtail.eval.probe_budget`; None: the configured sets). Each probe prints a line
+    on stderr when ``train.progress`` is on.
+    """
     p = cfg.probe
+    budget = None
+    if trained_images is not None and p.size == "auto" and shortened(cfg):
+        budget = probe_images(trained_images)
+        _say(cfg, f"probe: sized to this shortened run, at most ~{budget} images a set"
+                  " (probe.size=full probes the recipe's sets)")  # fmt: skip
     backbone = backbone_of(model)
     before = snapshot(backbone)
     transform = input_transform(cfg.train.channels_last, data, device)
@@ -74,34 +95,40 @@ def probe_run(
         backbone, data.test_images, batch_size=cfg.eval.batch_size, transform=transform
     )
     probes: dict[str, Any] = {}
+
+    def probe(name: str, probe_set: ProbeSet, counts: list[int] | None) -> dict[str, Any]:
+        """One probe set; ``counts`` (the pre-training counts) for in-domain sets, which share
+        the run's test split (its features extracted once), None for the OOD set."""
+        size = int(probe_set.train_labels.shape[0])
+        _say(cfg, f"probe: {name} set, {size} images ...")
+        t0 = time.perf_counter()
+        result = evaluate_representation(backbone, probe_set, transform=transform,
+                                         settings=settings, pretrain_counts=counts,
+                                         test_feats=test_feats if counts is not None else None)  # fmt: skip
+        _say(cfg, f"probe: {name}: linear {result['probe_top1']:.2f}%, kNN"
+                  f" {result['knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        return result
+
     if cfg.data.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.data.root)):
         # a subset pack has no balanced probe set: the headline keys stay null (pack --whole has one)
         probes["balanced"] = None
     else:
-        probes["balanced"] = evaluate_representation(
-            backbone,
-            _balanced_set(cfg, data, device),
-            transform=transform,
-            settings=settings,
-            pretrain_counts=data.train_counts,
-            test_feats=test_feats,
-        )
+        cap = per_class_cap(budget, data.num_classes, p.balanced_per_class)
+        probes["balanced"] = probe("balanced", _balanced_set(cfg, data, device, cap),
+                                   data.train_counts)  # fmt: skip
     if p.long_tailed:
-        lt = ProbeSet(data.train_images, data.train_labels, data.test_images, data.test_labels,
-                      data.num_classes)  # fmt: skip
-        probes["long_tailed"] = evaluate_representation(
-            backbone, lt, transform=transform, settings=settings,
-            pretrain_counts=data.train_counts, test_feats=test_feats,
-        )  # fmt: skip
+        keep = long_tailed_subset(data.train_labels.cpu().numpy(), data.num_classes, budget)
+        lt = ProbeSet(_rows(data.train_images, keep), data.train_labels[torch.as_tensor(keep)],
+                      data.test_images, data.test_labels, data.num_classes)  # fmt: skip
+        probes["long_tailed"] = probe("long-tailed", lt, data.train_counts)
     if p.ood is not None:
-        probes["ood"] = evaluate_representation(
-            backbone, _ood_set(cfg, data, device), transform=transform, settings=settings
-        )
+        probes["ood"] = probe("OOD", _ood_set(cfg, data, device, budget), None)
     assert_unchanged(backbone, before)
     headline = probes["balanced"] or {}  # never silently the long-tailed probe
     record: dict[str, Any] = {"probe": probes}
     record.update({key: headline.get(key) for key in HEADLINE})
     record["ood_probe_top1"] = probes["ood"]["probe_top1"] if "ood" in probes else None
+    record["probe_sized_to_run"] = budget is not None  # the sets cut to a shortened run's size
     shown = probes["balanced"] or probes.get("long_tailed")
     if plot is not None and shown:
         which = "balanced" if probes["balanced"] else "long-tailed"
@@ -109,7 +136,8 @@ def probe_run(
             shown["per_class_acc"],
             data.train_counts,
             plot,
-            title=f"{cfg.name}: {which} linear probe {shown['probe_top1']:.2f}% (frozen features)",
+            title=f"{cfg.name}: {which} linear probe {shown['probe_top1']:.2f}% (frozen features"
+            + (f", {length})" if length else ")"),
             class_names=data.classes,
             many_threshold=cfg.eval.many_threshold,
             few_threshold=cfg.eval.few_threshold,
@@ -138,12 +166,30 @@ def knn_summary(
                      few_threshold=cfg.eval.few_threshold)  # fmt: skip
 
 
-def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
+def _say(cfg: Config, line: str) -> None:
+    """A progress line on stderr (rank 0 alone runs the probes)."""
+    if cfg.train.progress:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _rows(images: torch.Tensor | FileImages, keep: np.ndarray) -> torch.Tensor | FileImages:
+    """``images`` restricted to the rows ``keep`` (all of them: the same object, no copy)."""
+    if len(keep) == images.shape[0]:
+        return images
+    if isinstance(images, FileImages):
+        return images.subset([int(i) for i in keep])
+    return images[torch.as_tensor(keep, device=images.device)]
+
+
+def _balanced_set(
+    cfg: Config, data: PreparedData, device: torch.device, per_class: int | None
+) -> ProbeSet:
+    """The balanced probe set: up to ``per_class`` images of every class of the full split."""
     if isinstance(data.train_images, FileImages):  # streamed: the balanced files, undecoded
         listed = list_files(cfg.data.dataset, cfg.data.root, "train", list_file(cfg.data, "train"))
         assert listed is not None  # a streamed run reads files
         paths, labels, _ = listed
-        keep = balanced_indices(labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
+        keep = balanced_indices(labels, data.num_classes, per_class, seed=0)
         return ProbeSet(
             data.train_images.with_paths([paths[i] for i in keep]),
             torch.as_tensor(labels[keep], dtype=torch.int64, device=device),
@@ -152,7 +198,7 @@ def _balanced_set(cfg: Config, data: PreparedData, device: torch.device) -> Prob
             data.num_classes,
         )  # fmt: skip
     full = load_arrays(cfg.data, "train")
-    keep = balanced_indices(full.labels, data.num_classes, cfg.probe.balanced_per_class, seed=0)
+    keep = balanced_indices(full.labels, data.num_classes, per_class, seed=0)
     probe = full.subset(keep)
     return ProbeSet(
         to_device_tensor(probe.images, device),
@@ -186,7 +232,9 @@ def _ood_split(cfg: Config, split: str) -> ImageArrays:
         ) from None
 
 
-def _ood_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
+def _ood_set(cfg: Config, data: PreparedData, device: torch.device, budget: int | None) -> ProbeSet:
+    """The OOD probe set: its training images (``probe.ood_per_class`` a class, lowered to a
+    shortened run's ``budget``), and its test split."""
     p = cfg.probe
     assert p.ood is not None
     size = (int(data.train_images.shape[2]), int(data.train_images.shape[3]))
@@ -195,7 +243,8 @@ def _ood_set(cfg: Config, data: PreparedData, device: torch.device) -> ProbeSet:
         arrays = _ood_split(cfg, split)
         if split == "train":
             num_classes = arrays.num_classes
-            arrays = arrays.subset(balanced_indices(arrays.labels, num_classes, p.ood_per_class, 0))
+            per_class = per_class_cap(budget, num_classes, p.ood_per_class)
+            arrays = arrays.subset(balanced_indices(arrays.labels, num_classes, per_class, 0))
         images = match_format(to_device_tensor(arrays.images, device), data.in_chans, size)
         splits += [images, torch.as_tensor(np.asarray(arrays.labels), dtype=torch.int64,
                                            device=device)]  # fmt: skip
