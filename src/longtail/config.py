@@ -365,6 +365,32 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     return loaded
 
 
+def recipe_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
+    """A recipe and the recipes it inherits from, as merge layers, the farthest base first.
+
+    ``base: other.yaml`` (a path relative to the recipe's own folder) inherits every key of that
+    recipe; this recipe's keys then merge over it (mappings key by key, lists and values replaced).
+    A base may have its own base. A missing base or a cycle is a one-line error.
+    """
+    mapping = read_yaml_mapping(path, "recipe")
+    base = mapping.pop("base", None)
+    if base is None:
+        return [(f"recipe {path}", mapping)]
+    if not isinstance(base, str):
+        raise LongtailError(f"base in recipe {path} must be a path (e.g. base: ce_r100.yaml)")
+    parent = (path.parent / base).resolve()
+    if parent in _seen or parent == path.resolve():
+        raise LongtailError(
+            f"recipe {path} inherits from itself through base: {base}: break the cycle"
+        )
+    if not parent.is_file():
+        raise LongtailError(
+            f"base: {base} in recipe {path} does not exist ({parent}): the path is relative to"
+            " the recipe's folder"
+        )
+    return [*recipe_layers(parent, (*_seen, path.resolve())), (f"recipe {path}", mapping)]
+
+
 def overrides_tree(overrides: list[str], allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
     """``["a.b=1", ...]`` -> ``{"a": {"b": 1}}``; with ``allowed``, only keys under those prefixes."""
     tree: dict[str, Any] = {}
@@ -423,7 +449,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
 
     layers: list[tuple[str, dict[str, Any]]] = []
     if recipe is not None:
-        layers.append((f"recipe {recipe}", read_yaml_mapping(Path(recipe), "recipe")))
+        layers += recipe_layers(Path(recipe))
         layers.append(("the recipe path", {"recipe": str(recipe)}))
     cfg = merge_config(layers, overrides or ())
     if not overrides:
