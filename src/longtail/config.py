@@ -99,12 +99,18 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
+    """The optimiser (longtail.optim.optimizers): sgd | adamw | lars (large-batch SSL)."""
+
     name: str = "sgd"
     lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 2e-4
-    no_decay_1d: bool = False  # no weight decay on biases and norm parameters (1-D tensors)
+    momentum: float = 0.9  # sgd and lars
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 2e-4  # sgd / lars: L2 in the gradient; adamw: decoupled
+    # no weight decay on biases and norm parameters (1-D tensors); under lars no adaptation either
+    no_decay_1d: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adamw
+    eps: float = 1.0e-8  # adamw
+    lars_eta: float = 0.001  # lars: the trust coefficient (SimCLR)
 
 
 @dataclass
@@ -289,7 +295,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.name": ("ce", "focal", "class_balanced", "ldam", "logit_adjusted", "balanced_softmax"),
     "loss.cb_type": ("softmax", "sigmoid", "focal"),
     "loss.reweight": ("none", "class_balanced"),
-    "optim.name": ("sgd",),
+    "optim.name": ("sgd", "adamw", "lars"),
     "schedule.kind": ("step", "cosine", "constant"),
     "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
     "train.precision": ("auto", "fp32", "bf16"),
@@ -509,6 +515,17 @@ def validate(cfg: Config) -> None:
             raise LongtailError(f"{key} must be > 0 (got {value}): fix the recipe or override")
     if cfg.optim.weight_decay < 0 or cfg.optim.momentum < 0:
         raise LongtailError("optim.weight_decay and optim.momentum must be >= 0: fix the recipe")
+    if cfg.optim.nesterov and cfg.optim.name != "sgd":
+        raise LongtailError(
+            f"optim.nesterov applies to sgd, not optim.name={cfg.optim.name}: drop it"
+        )
+    betas = cfg.optim.betas
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise LongtailError(
+            f"optim.betas must be two values in [0, 1) (got {betas}): e.g. [0.9, 0.999]"
+        )
+    if not (cfg.optim.eps > 0 and cfg.optim.lars_eta > 0):
+        raise LongtailError("optim.eps and optim.lars_eta must be > 0: e.g. 1e-8 and 0.001")
     if not 0 <= cfg.loss.beta < 1:
         raise LongtailError(f"loss.beta must be in [0, 1) (got {cfg.loss.beta}): e.g. 0.9999")
     if cfg.schedule.warmup_epochs < 0:

@@ -23,7 +23,7 @@ from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.pretrained import load_pretrained
 from longtail.models.registry import create_model
 from longtail.models.sync_bn import convert_sync_batchnorm
-from longtail.optim.param_groups import param_groups
+from longtail.optim.optimizers import build_optimizer
 from longtail.optim.stepper import Stepper
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
 from longtail.strategies.hybrid import Hybrid, HybridLoader, HybridNet
@@ -193,7 +193,7 @@ def stream_loader(
 def build_training(
     cfg: Config, data: PreparedData, device: torch.device, shard: Shard | None = None
 ) -> TrainingParts:
-    """Model, SGD, device loader (sampler and augmentation with their own seeded generators), step.
+    """Model, optimiser, device loader (sampler and augmentation with their own seeded generators), step.
 
     With a ``shard`` of W > 1 ranks (torchrun): BatchNorm over the global batch
     (``train.sync_bn``), loaders that cut this rank's rows from the global batch, and the method
@@ -206,12 +206,7 @@ def build_training(
     frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
     if cfg.train.sync_bn:  # a no-op in one process
         model = convert_sync_batchnorm(model, device)
-    optimizer = torch.optim.SGD(
-        param_groups(model, cfg.optim.weight_decay, cfg.optim.no_decay_1d),
-        lr=cfg.optim.lr,
-        momentum=cfg.optim.momentum,
-        nesterov=cfg.optim.nesterov,
-    )
+    optimizer = build_optimizer(model, cfg.optim)
 
     # a streamed run samples on the host
     where = torch.device("cpu") if isinstance(data.train_images, FileImages) else device
