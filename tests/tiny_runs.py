@@ -17,6 +17,7 @@ def tiny_run(idx_root: Path, *extra: str) -> list[str]:
         "train.batch_size=16",
         "train.progress=false",
         "probe.balanced_per_class=20",
+        "probe.size=full",  # the probe sets as configured, though these runs are shortened
         "probe.iterations=10",
         *extra,
     ]

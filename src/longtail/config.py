@@ -448,7 +448,7 @@ def merge_config(layers: list[tuple[str, dict[str, Any]]], overrides: Sequence[s
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- recipe YAML <- ``key=value`` overrides, validated. Raises LongtailError.
 
-    When the overrides change ``train.epochs``, the recipe's epoch-valued keys scale with it
+    When the overrides change a recipe's ``train.epochs``, its epoch-valued keys scale with it
     (:mod:`longtail.epoch_events`), and one line on stderr says which.
     """
     from longtail.epoch_events import scale_to_epochs
@@ -458,7 +458,7 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
         layers += recipe_layers(Path(recipe))
         layers.append(("the recipe path", {"recipe": str(recipe)}))
     cfg = merge_config(layers, overrides or ())
-    if not overrides:
+    if recipe is None or not overrides:  # no recipe: no epochs to scale from
         return cfg
     given = {_parse_override(o)[0] for o in overrides}
     as_written = merge_config(layers)
