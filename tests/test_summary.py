@@ -15,6 +15,7 @@ from longtail.config import load_config
 from longtail.eval.probe_budget import MIN_PER_CLASS, long_tailed_subset, per_class_cap
 from longtail.summary import run_summary
 from longtail.train.trainer import train
+from shared_data import REPO
 
 
 def _overrides(root: Path) -> list[str]:
@@ -35,14 +36,20 @@ def _overrides(root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def finals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    """A run at full length (no recipe to be shorter than) and a shortened one (2 steps)."""
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A run at full length (no recipe to be shorter than), a shortened one (2 steps), and the
+    demo recipe shortened to one epoch."""
     root = tmp_path_factory.mktemp("summary")
     write_idx(root / "idx", n_train_per_class=40, n_test_per_class=4)
-    runs = {
+    return {
         "full": train(load_config(None, _overrides(root))),
         "short": train(load_config(None, [*_overrides(root), "train.max_steps_per_epoch=2"])),
+        "demo": train(load_config(REPO / "recipes/demo.yaml", _overrides(root))),
     }
+
+
+@pytest.fixture(scope="module")
+def finals(runs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     return {k: json.loads((v / "final.json").read_text()) for k, v in runs.items()}
 
 
@@ -93,3 +100,37 @@ def test_the_long_tailed_subset_keeps_every_class_in_proportion() -> None:
     assert np.bincount(labels[keep], minlength=4).tolist() == [40, 10, 1, 1]
     assert (np.diff(keep) > 0).all()
     assert len(long_tailed_subset(labels, 4, None)) == len(labels)
+
+
+def test_result_floats_are_written_without_binary_noise(
+    finals: dict[str, dict[str, Any]],
+) -> None:
+    from longtail.io import rounded
+
+    assert rounded({"a": [87.80999999999997, 1 / 3], "b": (2, "x")}) == {
+        "a": [87.81, 0.3333333333],
+        "b": [2, "x"],
+    }
+    for final in finals.values():
+        for key in ("top1", "mean_class_acc", "wall_s"):
+            assert len(repr(final[key]).replace(".", "").lstrip("0")) <= 10, key
+
+
+def test_a_run_folder_has_its_curves_and_a_report_a_person_reads(
+    runs: dict[str, Path], finals: dict[str, dict[str, Any]]
+) -> None:
+    demo = runs["demo"]
+    assert (demo / "curves.png").stat().st_size > 10_000
+    report = (demo / "report.md").read_text()
+    assert run_summary(finals["demo"]) in report
+    assert "![per_class.png](per_class.png)" in report and "![curves.png](curves.png)" in report
+    assert "| `train.epochs` | 11 | 1 |" in report  # the demo's 11 epochs, shortened to 1
+    assert "| `loss.reweight_epoch` | 8 | 1 |" in report  # DRW scaled into the short run
+    assert "No recipe to compare." in (runs["full"] / "report.md").read_text()
+
+
+def test_a_run_records_the_commit_it_ran_at(finals: dict[str, dict[str, Any]]) -> None:
+    """In a git checkout (CI's clean clone) the commit is HEAD's hash, never 'unknown'."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: the commit is 'unknown' by design")
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", finals["full"]["commit"])

@@ -6,7 +6,8 @@ method under the same name. So when ``train.epochs`` differs from the recipe's, 
 with it (``schedule.scale_with_epochs=false`` keeps them as written; a key set on the command line
 is never scaled; a resume never rescales: it reads the run's resolved config):
 
-* events, at whole epochs: ``schedule.milestones``, ``loss.reweight_epoch``, ``train.resample_epoch``
+* events, at whole epochs: ``schedule.milestones`` (with ``schedule.kind=step``, which alone reads
+  them), ``loss.reweight_epoch``, ``train.resample_epoch``
   -- ``round(e * E / E_recipe)``; an event inside the recipe's run (0 < e < E_recipe) stays inside
   the scaled one (1 <= e' <= E - 1), so a 2-epoch LDAM-DRW still reaches DRW and both decays;
 * intervals, in whole epochs >= 1: ``sam.refresh_every`` (rwSAM's KDE weight re-estimation);
@@ -73,6 +74,8 @@ def scale_to_epochs(cfg: Any, recipe: Any, given: set[str]) -> tuple[Any, list[s
             continue
         if key == "sam.refresh_every" and cfg.sam.weights != "kde":
             continue  # only rwSAM's KDE weights are re-estimated
+        if key == "schedule.milestones" and cfg.schedule.kind != "step":
+            continue  # read by the step schedule alone
         before = _get(recipe, key)
         after = _scale(key, before, recipe_epochs, epochs)
         if after != before:

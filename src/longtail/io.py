@@ -32,6 +32,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+SIGNIFICANT = 10  # digits a result float keeps: 87.80999999999997 is written 87.81
+
+
+def rounded(obj: Any, digits: int = SIGNIFICANT) -> Any:
+    """``obj`` with every float rounded to ``digits`` significant digits (results, not state:
+    the binary noise of a sum is not part of a measurement). Containers are copied."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 

@@ -27,7 +27,7 @@ import torch
 
 from longtail.config import Config, from_dict, read_yaml_mapping
 from longtail.errors import LongtailError
-from longtail.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from longtail.io import atomic_torch_save, atomic_write_json, atomic_write_text, rounded
 
 CONFIG = "config.yaml"
 INDEX = "lt_index.json"
@@ -156,7 +156,7 @@ class RunFolder:
         """Remove what only a completed run may hold, before the run continues."""
         if not self.writes:
             return
-        for name in (FINAL, PLOT, PROBE_PLOT):
+        for name in (FINAL, PLOT, PROBE_PLOT, "curves.png", "report.md"):  # eval/run_page.py's
             self.file(name).unlink(missing_ok=True)
 
     def write_config(self, text: str) -> None:
@@ -181,7 +181,7 @@ class RunFolder:
         if not self.writes:
             return
         with self.file(METRICS).open("a") as f:
-            f.write(json.dumps(record, allow_nan=False) + "\n")
+            f.write(json.dumps(rounded(record), allow_nan=False) + "\n")
             f.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -214,4 +214,4 @@ class RunFolder:
     def write_final(self, record: dict[str, Any]) -> None:
         if not self.writes:
             return
-        atomic_write_json(self.file(FINAL), record)
+        atomic_write_json(self.file(FINAL), rounded(record))

@@ -148,7 +148,7 @@ def load_rng_state(state: dict[str, Any]) -> None:
 
 def git_commit() -> str:
     """The repository's HEAD commit (with '+dirty' when the tree has changes), or 'unknown'."""
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[2]  # src/longtail/runtime.py -> the checkout
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10

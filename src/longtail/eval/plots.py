@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def plot_per_class_accuracy(
         label = "class" if absent == 0 else f"class ({absent} absent from evaluation, not shown)"
         ax.scatter(xs, ys, s=28, color="tab:blue", zorder=3, label=label)
         if num_classes <= MAX_LABELLED_CLASSES:
+            low, high = math.log(max(min(xs), 1)), math.log(max(max(xs), 1))
             for x, y, name in shown:
-                ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+                # labels of the right-most points go to their left: they stay inside the figure
+                right = high > low and (math.log(max(x, 1)) - low) / (high - low) > 0.7
+                ax.annotate(name, (x, y), xytext=(-4 if right else 4, 4), fontsize=8,
+                            textcoords="offset points", ha="right" if right else "left")  # fmt: skip
         mean = sum(ys) / len(ys)
         ax.axhline(mean, color="tab:red", linestyle="--", label=f"mean per-class acc {mean:.1f}%")
     # A class with 0 training images has no place on a log axis; symlog is linear below 1.
@@ -78,7 +83,7 @@ def plot_per_class_accuracy(
     ax.set_ylim(-2.0, 102.0)
     ax.set_xlabel("training images per class (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10, wrap=True)
     ax.grid(True, which="major", alpha=0.3)
     ax.margins(x=0.08)  # room for the labels of the outermost points
     ax.legend(loc="best", fontsize=8)

@@ -12,7 +12,7 @@ from torch import nn
 from longtail import runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict
 from longtail.errors import LongtailError
-from longtail.io import atomic_write_json
+from longtail.io import atomic_write_json, rounded
 from longtail.run_folder import INDEX, RunFolder
 from longtail.train.build import build_model, evaluate_model
 from longtail.train.data_setup import (
@@ -103,7 +103,7 @@ def taunorm_run(
         "epoch": epoch,
         "test": test,
     }
-    atomic_write_json(run.file("taunorm.json"), result)
+    atomic_write_json(run.file("taunorm.json"), rounded(result))
     return result
 
 

@@ -14,8 +14,9 @@ import torch
 from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.errors import LongtailError
+from longtail.eval.run_page import CURVES, plot_curves, write_report
 from longtail.io import atomic_write_json, atomic_write_text
-from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, RunFolder
+from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
@@ -163,6 +164,10 @@ def _run(
             final["frozen_tensors_unchanged"] = len(parts.frozen)
         final["peak_memory_mb"] = runtime.peak_memory_mb(device)
         run.write_final(final)
+        if run.writes:  # the pages a person reads: learning curves and report.md
+            length = f"{final['epochs']} epochs" + (", shortened" if final["shortened"] else "")
+            plot_curves(run.read_metrics(), run.file(CURVES), f"{cfg.name}: {length}")
+            write_report(run.path, cfg, final, [PLOT, PROBE_PLOT, CURVES])
         run.write_status("complete")
         return run.path
     except KeyboardInterrupt:
