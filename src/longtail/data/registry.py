@@ -12,7 +12,7 @@ from longtail.data.arrays import ImageArrays
 from longtail.data.cache import cached
 from longtail.data.readers.cifar import CIFAR10_DIR, CIFAR100_DIR, find_cifar_dir, read_cifar
 from longtail.data.readers.idx import locate_mnist_like, read_mnist_like
-from longtail.data.readers.imagefolder import list_image_folder, read_image_folder
+from longtail.data.readers.imagefolder import is_flat_tree, list_image_folder, read_image_folder
 from longtail.data.readers.split_list import decode_file_list, read_split_list
 from longtail.errors import LongtailError
 
@@ -49,6 +49,11 @@ def _is_image_folder(root: Path, split: str) -> bool:
     return split_dir.is_dir() and any(p.is_dir() for p in split_dir.iterdir())
 
 
+def _folder_sources(root: Path, split: str) -> list[Path]:
+    """What a tree's cache fingerprint watches: the split's folder, or a flat tree's root."""
+    return [root / split] if (root / split).is_dir() or not is_flat_tree(root) else [root]
+
+
 def _plan(
     dataset: str,
     root: Path,
@@ -73,7 +78,7 @@ def _plan(
             return (
                 "imagefolder",
                 lambda: read_image_folder(root, split, channels, workers=workers),
-                [root / split],
+                _folder_sources(root, split),
             )
         return "cifar_pickle", lambda: read_cifar(folder, split, num_classes=n), [folder]
     if dataset in ("fashion_mnist", "mnist"):
@@ -83,7 +88,7 @@ def _plan(
         return (
             "imagefolder",
             lambda: read_image_folder(root, split, channels, workers=workers),
-            [root / split],
+            _folder_sources(root, split),
         )
     if image_size is None:
         raise LongtailError(

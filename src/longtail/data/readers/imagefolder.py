@@ -2,6 +2,10 @@
 
 Source order, which the long-tailed subset rules index into, is: classes in sorted folder-name
 order, and within a class the files sorted by name.
+
+A flat tree ``root/<class>/*`` (one's own photos, with no train/test level) is split here: each
+class holds out ``HOLDOUT`` of its images (at least one when it has two or more; a seeded draw,
+the same on every machine) as the ``test`` split, and ``train`` is the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ _VARIABLE_SIZE_HINT = (
     "resize them to one size, or list them in a split-list file (`path label` lines) and load "
     "them with dataset split_list, which resizes and centre-crops"
 )
+
+
+HOLDOUT = 0.2  # a flat tree's held-out test share, per class
+HOLDOUT_SEED = 0
 
 
 @dataclass
@@ -44,6 +52,8 @@ def list_image_folder(root: str | Path, split: str) -> FolderListing:
         LongtailError: the split folder is missing, holds no class folders, or a class is empty.
     """
     split_dir = Path(root) / split
+    if not split_dir.is_dir() and split in ("train", "test") and is_flat_tree(root):
+        return _held_out(_list_classes(Path(root)), split)
     if not split_dir.is_dir():
         found = (
             sorted(p.name for p in Path(root).iterdir() if p.is_dir())
@@ -52,8 +62,40 @@ def list_image_folder(root: str | Path, split: str) -> FolderListing:
         )
         raise LongtailError(
             f"ImageFolder split {split_dir} does not exist (sub-folders found: {found or 'none'}): "
-            f"point data.root at the folder holding {split}/<class>/<image> trees"
+            f"point data.root at the folder holding {split}/<class>/<image> trees (or at a"
+            " flat <class>/<image> tree, which holds out a test split)"
         )
+    return _list_classes(split_dir)
+
+
+def is_flat_tree(root: str | Path) -> bool:
+    """``root/<class>/<image>`` with no train/ or test/ level: class folders holding images."""
+    root = Path(root)
+    if not root.is_dir() or (root / "train").is_dir() or (root / "test").is_dir():
+        return False
+    for entry in os.scandir(root):
+        if entry.is_dir() and not entry.name.startswith("."):
+            return any(
+                e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES) for e in os.scandir(entry)
+            )
+    return False
+
+
+def _held_out(listing: FolderListing, split: str) -> FolderListing:
+    """A flat tree's ``test`` (``HOLDOUT`` of each class, seeded) or ``train`` (the rest)."""
+    rng = np.random.RandomState(HOLDOUT_SEED)
+    keep = []
+    for c in range(len(listing.classes)):
+        pool = np.flatnonzero(listing.labels == c)
+        n_test = int(np.ceil(HOLDOUT * len(pool))) if len(pool) >= 2 else 0
+        test = np.sort(rng.permutation(pool)[:n_test])
+        keep.append(test if split == "test" else np.setdiff1d(pool, test))
+    rows = np.concatenate(keep)
+    return FolderListing([listing.paths[i] for i in rows], listing.labels[rows], listing.classes)
+
+
+def _list_classes(split_dir: Path) -> FolderListing:
+    """Every ``split_dir/<class>/<image>``, in source order."""
     # Hidden folders (.ipynb_checkpoints, .DS_Store dirs) are never classes.
     classes = sorted(
         e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")
