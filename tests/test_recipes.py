@@ -78,3 +78,25 @@ def test_recipe_smoke(
         cfg.data.imbalance_ratio, rel=0.5
     )
     assert final["paper_top1"] == cfg.paper.top1
+
+
+def test_taunorm_runs_on_a_shipped_cifar_lt_recipe(
+    tmp_path: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tau is chosen on training images outside the long-tailed subset (50 a class, seeded):
+    CIFAR-LT publishes no validation split, and the subset leaves most training images unused."""
+    from longtail.train.evaluate_run import taunorm_run
+
+    monkeypatch.chdir(REPO)
+    recipe = REPO / "recipes" / "cifar10_lt" / "ce_r100.yaml"
+    _require_data(load_config(recipe).data.root)
+    small = ["data.total=300", "data.test_limit=200", f"data.cache_dir={decode_cache}",
+             "train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=32",
+             "train.progress=false", "probe.enabled=false", f"out_dir={tmp_path}"]  # fmt: skip
+    run = train(load_config(recipe, small))
+    result = taunorm_run(run)
+    assert result["val_source"] == "training images outside the long-tailed subset"
+    assert result["val_per_class"] == 50
+    indices = set(result["val_indices"])
+    subset = set(json.loads((run / "lt_index.json").read_text())["indices"])
+    assert len(indices) == 500 and not indices & subset
