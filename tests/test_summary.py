@@ -134,3 +134,33 @@ def test_a_run_records_the_commit_it_ran_at(finals: dict[str, dict[str, Any]]) -
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout: the commit is 'unknown' by design")
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", finals["full"]["commit"])
+
+
+def test_tensorboard_scalars_are_the_metrics(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    write_idx(tmp_path / "idx", n_train_per_class=12, n_test_per_class=2)
+    cfg = load_config(None, [*_overrides(tmp_path), "train.epochs=2", "probe.enabled=false",
+                             "log.tensorboard=true"])  # fmt: skip
+    run = train(cfg)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    loss = events.Scalars("train/train_loss")
+    assert [e.step for e in loss] == [1, 2]
+    assert [e.value for e in loss] == pytest.approx([m["train_loss"] for m in metrics], rel=1e-6)
+    assert events.Scalars("test/top1")[-1].value == pytest.approx(metrics[-1]["top1"], rel=1e-6)
+
+
+def test_tensorboard_missing_is_one_line_before_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from longtail.errors import LongtailError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    cfg = load_config(None, [*_overrides(tmp_path), "log.tensorboard=true"])
+    with pytest.raises(LongtailError, match="needs the tensorboard package: pip install"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()

@@ -238,6 +238,13 @@ class InitConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where a run's per-epoch numbers go besides metrics.jsonl."""
+
+    tensorboard: bool = False  # TensorBoard scalars in <run>/tensorboard (pip install tensorboard)
+
+
+@dataclass
 class EvalConfig:
     every: int = 1  # evaluate on the test set every N epochs (and always after the last)
     batch_size: int = 1024
@@ -270,6 +277,7 @@ class Config:
     init: InitConfig = field(default_factory=InitConfig)
     sam: SamConfig = field(default_factory=SamConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
 

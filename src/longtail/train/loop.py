@@ -25,6 +25,7 @@ from longtail.train.build import TrainingParts, evaluate_model
 from longtail.train.data_setup import PreparedData
 from longtail.train.probe_run import probe_run
 from longtail.train.progress import Progress
+from longtail.train.tensorboard_log import TensorBoardLog
 
 SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
 GROUP_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")
@@ -61,6 +62,7 @@ def fit(
     )
     summary: dict[str, Any] = {}
     every = cfg.train.checkpoint_every_steps
+    board = TensorBoardLog(run.path, cfg.log.tensorboard and shard.main and run.writes)
     for epoch in range(start_epoch, epochs):
         parts.start_epoch(cfg, epoch, device)
         model.train()
@@ -108,6 +110,7 @@ def fit(
         history["wall_s"] = wall_before + time.perf_counter() - t_start
         record["wall_s"] = round(history["wall_s"], 2)
         run.append_metrics(record)
+        board.log(record)
         progress.end_epoch(record, epochs)
         checkpoint = {
             **parts.state_dict(),
@@ -117,6 +120,7 @@ def fit(
         }
         run.save_checkpoint(checkpoint)
     progress.close()
+    board.close()
     if not shard.main:
         return {}
     if not summary:  # a resumed run whose epochs were all done: evaluate the checkpoint

@@ -22,10 +22,11 @@ from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import PreparedData, prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
+from longtail.train.tensorboard_log import require_tensorboard
 
 # What may change when a run continues: its length and where and how it runs, never what it learns.
 # The probes read the finished backbone only, so they may change too.
-RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe",
+RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe", "log",
              "train.checkpoint_every_steps", "data.workers")  # fmt: skip
 
 
@@ -40,6 +41,7 @@ def train(cfg: Config) -> Path:
     earlier = _earlier_attempt(cfg, shard)
     if earlier is not None and (earlier / CHECKPOINT).is_file():
         return resume(earlier)
+    require_tensorboard(cfg.log.tensorboard)
     data = prepare_data(cfg.data, device)
     check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device, shard)
