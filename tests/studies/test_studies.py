@@ -24,11 +24,11 @@ from tiny_runs import tiny_run
 
 SWEEP_KEYS = [
     "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
-    "cv", "device", "commit", "recipe", "run",
+    "cv", "device", "commit", "recipe", "run", "num_classes", "shortened",
 ]  # fmt: skip
 EQUAL_KEYS = [
     "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
-    "few_many_ratio", "device", "commit", "recipe", "run",
+    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -346,3 +346,23 @@ def test_shipped_specs_load_every_run_config(
     monkeypatch.setattr(runner, "train", stop)
     with pytest.raises(Planned):
         run_study(REPO / "recipes" / "studies" / spec, [f"out_dir={tmp_path}"])
+
+
+def test_study_plots_carry_their_own_title_epochs_and_a_chance_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from longtail.studies import equal_size, records, sweep
+
+    rows = [{"method": "CE", "ratio": 1.0, "pretrain": "balanced", "epochs": 3, "total": 1000,
+             "num_classes": 10, "shortened": True, "probe_top1": 40.0, "ood_probe_top1": 30.0,
+             "few_many_ratio": 0.9}]  # fmt: skip
+    assert records.plot_title("S", rows) == "S (3 epochs; 1,000 training images; shortened runs)"
+    assert records.chance(rows) == 10.0
+    assert records.chance([*rows, {**rows[0], "num_classes": 100}]) is None
+    titles: list[str] = []
+    monkeypatch.setattr(sweep, "plot_title", lambda study, rs: titles.append(study) or study)
+    monkeypatch.setattr(equal_size, "plot_title", lambda study, rs: titles.append(study) or study)
+    sweep.plot(rows, tmp_path / "s.png")
+    equal_size.plot(rows, tmp_path / "e.png")
+    assert titles == ["Accuracy and balancedness from balanced to long-tailed training sets",
+                      "Balanced vs long-tailed pre-training of equal size"]  # fmt: skip

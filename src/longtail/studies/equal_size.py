@@ -13,12 +13,12 @@ from typing import Any
 
 from longtail.config import Config
 from longtail.io import atomic_write
-from longtail.studies.records import fmt, methods_in_order, run_fields
+from longtail.studies.records import chance, fmt, methods_in_order, plot_title, run_fields
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe
 
 RECORD_KEYS = (
     "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
-    "few_many_ratio", "device", "commit", "recipe", "run",
+    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened",
 )  # fmt: skip
 GAP = ("balanced", "imbalanced")  # the gap reported is GAP[0] - GAP[1]
 DOMAINS = (("probe_top1", "in-domain"), ("ood_probe_top1", "OOD"))
@@ -107,12 +107,17 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
             bars = ax.bar(xs, heights, width=width, label=name)
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(range(len(methods)), methods)
+        level = chance(records) if key == "probe_top1" else None  # the OOD set's classes differ
+        if level is not None:
+            ax.axhline(level, color="gray", linestyle="--", linewidth=1, label="chance")
+        ax.set_ylim(0, 100)
         ax.set_title(f"{domain} linear probe")
         ax.set_ylabel("top-1 (%)")
         ax.grid(True, axis="y", alpha=0.3)
     handles, labels = panels[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="pre-trained on")
-    fig.suptitle("Balanced vs long-tailed pre-training of equal size")
+    fig.suptitle(plot_title("Balanced vs long-tailed pre-training of equal size", records),
+                 fontsize=10)  # fmt: skip
     atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
 
 

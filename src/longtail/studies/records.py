@@ -19,10 +19,14 @@ def run_fields(
 
     ``total`` is the size of the run's training subset (the sum of final.json's ``train_counts``),
     ``epochs`` the run's ``train.epochs``, ``recipe`` the recipe path as the spec gives it and
-    ``run`` the run folder; any other key is final.json's value (``None`` when absent).
+    ``run`` the run folder, ``num_classes`` the number of classes (the plots' chance line),
+    ``shortened`` whether the run did less than its recipe; any other key is final.json's value
+    (``None`` when absent).
     """
     own = {
         "total": sum(int(n) for n in final.get("train_counts") or []),
+        "num_classes": len(final.get("train_counts") or []) or None,
+        "shortened": bool(final.get("shortened")),
         "epochs": cfg.train.epochs,
         "recipe": cfg.recipe,
         "run": str(run),
@@ -69,3 +73,23 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def methods_in_order(records: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(r["method"] for r in records))
+
+
+def plot_title(study: str, records: list[dict[str, Any]]) -> str:
+    """A study plot's title: what it is, the runs' epochs and sizes, and "shortened" if any was."""
+    epochs = sorted({r["epochs"] for r in records if r.get("epochs") is not None})
+    totals = sorted({r["total"] for r in records if r.get("total") is not None})
+    parts = [f"{', '.join(map(str, epochs))} epochs"] if epochs else []
+    if totals:
+        parts.append(f"{', '.join(f'{t:,}' for t in totals)} training images")
+    if any(r.get("shortened") for r in records):
+        parts.append("shortened runs")
+    return study + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def chance(records: list[dict[str, Any]]) -> float | None:
+    """Chance top-1 (%) of the records' classes, when they all have the same known count."""
+    counts = {r.get("num_classes") for r in records}
+    if len(counts) != 1 or None in counts:
+        return None
+    return 100.0 / float(counts.pop())  # type: ignore[arg-type]

@@ -13,12 +13,12 @@ from typing import Any
 
 from longtail.config import Config
 from longtail.io import atomic_write
-from longtail.studies.records import fmt, methods_in_order, run_fields
+from longtail.studies.records import chance, fmt, methods_in_order, plot_title, run_fields
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe
 
 RECORD_KEYS = (
     "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
-    "cv", "device", "commit", "recipe", "run",
+    "cv", "device", "commit", "recipe", "run", "num_classes", "shortened",
 )  # fmt: skip
 
 
@@ -94,7 +94,13 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", label=method)
         if key == "few_many_ratio":
-            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1)
+            ax.axhline(1.0, color="gray", linestyle=":", linewidth=1, label="balanced (1)")
+            ax.set_ylim(bottom=0)  # from 0: the distance to 1 is the imbalance
+        else:
+            level = chance(records)
+            if level is not None:
+                ax.axhline(level, color="gray", linestyle="--", linewidth=1, label="chance")
+            ax.set_ylim(0, 100)
         ax.set_xscale("log")
         ax.set_xticks(ratios, [f"{r:g}" for r in ratios], minor=False)
         ax.set_xticks([], minor=True)
@@ -102,7 +108,8 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
     panels[0].legend(loc="best", fontsize=8)
-    fig.suptitle("Equal-size training sets, balanced to long-tailed")
+    fig.suptitle(plot_title("Accuracy and balancedness from balanced to long-tailed training sets",
+                            records), fontsize=10)  # fmt: skip
     atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
 
 
