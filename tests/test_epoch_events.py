@@ -104,3 +104,16 @@ def test_the_scaled_values_are_the_resolved_config_and_a_resume_never_rescales(
     again = RunFolder.open(run).read_config()
     assert again.train.epochs == 4 and again.schedule.milestones == [1, 1]
     assert again.loss.reweight_epoch == 1
+
+
+def test_an_element_set_on_the_command_line_is_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = load_config(LDAM_DRW, ["train.epochs=20", "schedule.milestones.0=10"])
+    assert cfg.schedule.milestones == [10, 180]  # the list as the user left it, not rescaled
+
+
+def test_a_recipe_completed_by_its_overrides_still_loads(tmp_path: Path) -> None:
+    """The recipe is the scaling reference without being valid alone (LDAM needs cosine here)."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("loss: {name: ldam, reweight: class_balanced, reweight_epoch: 160}\n")
+    cfg = load_config(recipe, ["model.classifier=cosine", "train.epochs=20"])
+    assert cfg.loss.reweight_epoch == 16

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from data.fixtures import write_split_list
-from longtail.config import load_config, read_yaml_mapping
+from longtail.config import load_config
 from longtail.train.trainer import train
 from shared_data import REPO
 
@@ -56,8 +56,8 @@ def test_the_three_sets_have_their_recipes() -> None:
 def test_large_scale_recipe_smoke(recipe: Path, tree: list[str], tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.chdir(REPO)
-    init = read_yaml_mapping(recipe, "recipe").get("init") or {}
-    staged = init.get("freeze", "none") != "none" or bool(init.get("reset_classifier"))
+    init = load_config(recipe).init  # resolved: a base: recipe may hold the stage's keys
+    staged = init.freeze != "none" or init.reset_classifier
     overrides = [*tree, f"out_dir={tmp_path}"]
     if "resnet152" in recipe.read_text():  # 60 M parameters: 0.5 GB a checkpoint, for 2 steps;
         overrides.append("model.name=resnet50")  # the same bottleneck code, 2.4x fewer weights

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longtail.config import load_config, read_yaml_mapping
+from longtail.config import load_config
 from longtail.train.trainer import train
 from shared_data import REPO, require_fashion_mnist, require_shared
 
@@ -35,8 +35,8 @@ def _require_data(root: str) -> None:
 
 def _needs_source(recipe: Path) -> bool:
     """Stage-2 recipes (cRT, LWS, TwoStage-SC stage 2) start from another run: init.run=RUN_DIR."""
-    init = read_yaml_mapping(recipe, "recipe").get("init") or {}
-    return init.get("freeze", "none") != "none" or bool(init.get("reset_classifier"))
+    init = load_config(recipe).init  # resolved: a base: recipe may hold the stage's keys
+    return init.freeze != "none" or init.reset_classifier
 
 
 @pytest.fixture(scope="session")

@@ -136,3 +136,33 @@ def test_the_same_method_and_ratio_on_two_datasets_are_two_tables() -> None:
     )  # fmt: skip
     assert "### cifar10\n" in table and "### cifar100\n" in table
     assert "| CE | 70.00 ± 0.00 (1)" in table and "| CE | 38.00 ± 0.00 (1)" in table
+
+
+def test_a_record_written_before_records_had_a_dataset_is_replaced(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    """Legacy records (no "dataset") take their recipe's dataset, so a re-run replaces them."""
+    results = tmp_path / "legacy.json"
+    fresh = collect(runs[:2])
+    legacy = [{k: v for k, v in r.items() if k != "dataset"} for r in fresh]
+    results.write_text(json.dumps(legacy))
+    report(runs[:2], results)
+    assert len(json.loads(results.read_text())) == len(fresh)
+
+
+def test_a_queue_rebuild_of_runs_that_are_no_table_row_writes_nothing(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    """A first stage without a method name feeds its results file nothing, and never fails."""
+    from types import SimpleNamespace
+
+    from longtail.queue.merge import _rebuild
+
+    kept = tmp_path / "kept"
+    (kept / "stage1").mkdir(parents=True)
+    for name in ("config.yaml", "final.json", "status.json"):
+        text = (runs[3] / name).read_text()  # a shortened run: no row either
+        (kept / "stage1" / name).write_text(text)
+    entry = SimpleNamespace(id="stage1", kind="train", results=str(tmp_path / "r.json"))
+    assert _rebuild(SimpleNamespace(entries=[entry]), entry.results, kept) == ""  # type: ignore[arg-type]
+    assert not (tmp_path / "r.json").exists()

@@ -418,7 +418,11 @@ def overrides_tree(overrides: list[str], allowed: tuple[str, ...] | None = None)
     return tree
 
 
-def merge_config(layers: list[tuple[str, dict[str, Any]]], overrides: Sequence[str] = ()) -> Config:
+def merge_config(
+    layers: list[tuple[str, dict[str, Any]]],
+    overrides: Sequence[str] = (),
+    validate_it: bool = True,
+) -> Config:
     """Defaults <- each (source, mapping) layer in order <- ``key=value`` overrides, validated.
 
     Layers merge mappings key by key; an override SETS its key, so ``model.kwargs={}`` empties a
@@ -449,7 +453,8 @@ def merge_config(layers: list[tuple[str, dict[str, Any]]], overrides: Sequence[s
     except OmegaConfBaseException as err:
         raise _one_line(err, "the config") from None
     assert isinstance(cfg, Config)
-    validate(cfg)
+    if validate_it:  # off for a recipe read only as the reference its overrides complete
+        validate(cfg)
     return cfg
 
 
@@ -466,17 +471,22 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
         layers += recipe_layers(Path(recipe))
         layers.append(("the recipe path", {"recipe": str(recipe)}))
     cfg = merge_config(layers, overrides or ())
-    if recipe is None or not overrides:  # no recipe: no epochs to scale from
+    given = {_parse_override(o)[0] for o in overrides or ()}
+    if recipe is None or not ({"train.epochs", "train"} & given):  # nothing to scale from
         return cfg
-    given = {_parse_override(o)[0] for o in overrides}
-    as_written = merge_config(layers)
+    as_written = merge_config(layers, validate_it=False)
     cfg, changes = scale_to_epochs(cfg, as_written, given)
     if changes:
         validate(cfg)
         if os.environ.get("RANK", "0") == "0":  # once under torchrun
             print(
                 f"config: train.epochs={cfg.train.epochs} (the recipe's {as_written.train.epochs}):"
-                f" scaled {'; '.join(changes)} (schedule.scale_with_epochs=false keeps them)",
+                f" scaled {'; '.join(changes)} (schedule.scale_with_epochs=false keeps them)"
+                + (
+                    " -- a 1-epoch run ends before epoch 1: it reaches none of these events"
+                    if cfg.train.epochs == 1
+                    else ""
+                ),
                 file=sys.stderr,
             )
     return cfg

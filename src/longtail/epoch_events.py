@@ -45,7 +45,8 @@ def _scale(key: str, value: Any, recipe_epochs: int, epochs: int) -> Any:
         return _event(int(value), ratio, recipe_epochs, epochs)
     if key in INTERVALS:
         return max(1, round(value * ratio))
-    return round(float(value) * ratio, 2)
+    length = round(float(value) * ratio, 2)
+    return max(length, 0.01) if value > 0 else 0.0  # a warm-up stays a warm-up
 
 
 def _get(cfg: Any, key: str) -> Any:
@@ -70,8 +71,8 @@ def scale_to_epochs(cfg: Any, recipe: Any, given: set[str]) -> tuple[Any, list[s
         return cfg, []
     changes = []
     for key in SCALED:
-        if key in given or key.split(".")[0] in given:  # set on the command line: as given
-            continue
+        if any(g == key or g.startswith(key + ".") or key.startswith(g + ".") for g in given):
+            continue  # set on the command line (the key, an element of it, or its section)
         if key == "sam.refresh_every" and cfg.sam.weights != "kde":
             continue  # only rwSAM's KDE weights are re-estimated
         if key == "schedule.milestones" and cfg.schedule.kind != "step":

@@ -33,6 +33,9 @@ NEUTRAL = (
     ("train", "progress"),
     ("eval", "every"),
     ("data", "cache_dir"),
+    ("log", "tensorboard"),  # where the numbers are logged, not what they are
+    ("schedule", "scale_with_epochs"),  # read while loading: the schedule it gave is compared
+    ("probe", "size"),  # sizes the probes of shortened runs only, which no table takes
 )
 _TOP_NEUTRAL = ("name", "out_dir")
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from longtail.config import load_config
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 from longtail.protocol import setting, shortened, source_dataset
@@ -114,12 +115,32 @@ def merge(results_path: Path, records: list[dict[str, Any]]) -> list[dict[str, A
             existing = json.loads(results_path.read_text())
         except json.JSONDecodeError:
             raise LongtailError(f"{results_path} is not valid JSON: fix or remove it") from None
-    key = lambda r: (r["method"], r.get("dataset"), r["ratio"], r["recipe"])  # noqa: E731
-    fresh = {key(r) for r in records}
-    merged = [r for r in existing if key(r) not in fresh] + records
+    for r in existing:  # a record written before records carried their dataset
+        if "dataset" not in r:
+            r["dataset"] = _recipe_dataset(r.get("recipe"))
+
+    def replaced(old: dict[str, Any]) -> bool:  # a legacy record of unknown dataset matches any
+        row = (old["method"], old["ratio"], old["recipe"])
+        return any(
+            row == (r["method"], r["ratio"], r["recipe"])
+            and old.get("dataset") in (None, r.get("dataset"))
+            for r in records
+        )
+
+    merged = [r for r in existing if not replaced(r)] + records
     merged.sort(key=lambda r: (r.get("dataset") or "", r["method"], -r["ratio"]))
     atomic_write_json(results_path, merged)
     return merged
+
+
+def _recipe_dataset(recipe: str | None) -> str | None:
+    """The dataset a legacy record's recipe trains on (None when the recipe cannot be read)."""
+    if not recipe or not Path(recipe).is_file():
+        return None
+    try:
+        return source_dataset(load_config(recipe))
+    except LongtailError:
+        return None
 
 
 def markdown_table(records: list[dict[str, Any]], baseline: str = "CE") -> str:
@@ -171,6 +192,10 @@ def report(
     ``skipped`` receives the runs left out and why. Raises LongtailError, writing nothing, when
     no run given enters a table.
     """
+    if not run_dirs:
+        raise LongtailError(
+            "longtail report needs run folders: longtail report RESULTS.json runs/*"
+        )
     left_out: list[str] = []
     records = collect(run_dirs, left_out)
     if skipped is not None:

@@ -50,6 +50,15 @@ def test_a_flat_tree_decodes_through_the_cache(flat: Path, tmp_path: Path) -> No
     assert np.array_equal(cached.images, plain.images) and np.array_equal(
         again.labels, plain.labels
     )
+    before = load_split("imagefolder", flat, "train", cache_dir=tmp_path)
+    shutil.copy(sorted((flat / "c").iterdir())[0], flat / "a" / "zz_new.png")  # a photo added
+    try:
+        grown = load_split("imagefolder", flat, "train", cache_dir=tmp_path)
+        fresh = load_split("imagefolder", flat, "train")  # no cache: the tree as it is now
+        assert np.array_equal(grown.images, fresh.images)  # the cache saw the new photo
+        assert not np.array_equal(grown.images, before.images)
+    finally:
+        (flat / "a" / "zz_new.png").unlink()
     with pytest.raises(LongtailError, match="flat <class>/<image> tree"):
         list_image_folder(flat / "a", "train")  # images, no class folders: neither layout
 

@@ -18,13 +18,13 @@ from longtail.train.trainer import resume, train
 
 
 def _lars_loop(
-    params: list[torch.Tensor], grads: list[list[torch.Tensor]], lr: float, m: float,
+    params: list[torch.Tensor], grads: list[list[torch.Tensor]], lrs: list[float], m: float,
     wd: float, eta: float, adapt: list[bool],
 ) -> list[torch.Tensor]:  # fmt: skip
-    """You et al. 2017 as SimCLR runs it, written per tensor from the formula."""
+    """You et al. 2017 in VISSL's form (the rate outside the momentum), per tensor, per step."""
     w = [p.clone() for p in params]
     v = [None] * len(w)
-    for step in grads:
+    for lr, step in zip(lrs, grads, strict=True):
         for i, g in enumerate(step):
             d = g + wd * w[i]
             q = 1.0
@@ -44,11 +44,14 @@ def test_lars_matches_its_formula(dtype: torch.dtype) -> None:
     params = [nn.Parameter(p.clone()) for p in start]
     opt = LARS([{"params": [params[0]]}, {"params": [params[1]], "adapt": False}],
                lr=0.5, momentum=0.9, weight_decay=1e-2, eta=0.02)  # fmt: skip
-    for step in grads:
+    lrs = [0.5, 0.25, 1.0, 0.1]  # a schedule moves the rate: where it enters the update shows
+    for lr, step in zip(lrs, grads, strict=True):
+        for group in opt.param_groups:
+            group["lr"] = lr
         for p, grad in zip(params, step, strict=True):
             p.grad = grad.clone()
         opt.step()
-    want = _lars_loop(start, grads, 0.5, 0.9, 1e-2, 0.02, [True, False])
+    want = _lars_loop(start, grads, lrs, 0.9, 1e-2, 0.02, [True, False])
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     for got, expected in zip(params, want, strict=True):
         torch.testing.assert_close(got.detach(), expected, rtol=tol, atol=tol)

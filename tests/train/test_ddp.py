@@ -86,12 +86,13 @@ CASES = {
         "strategy.proj_dim=8",
         "train.batch_size=8",
     ],
-    # Hybrid-SC with P = 2 drawn positives (the iNat setting): each rank keeps its share of the
-    # global draw, placed as one process's [v1; v2] stack (views rank-major after the gather)
+    # Hybrid-SC with P = 1 drawn positive (the iNat setting): each rank keeps its share of the
+    # global draw, placed as one process's [v1; v2] stack (views rank-major after the gather); at
+    # P = 1 any class seen twice in the 16 views has more candidates than P, so the draw decides
     "hybrid_sc_positives": [
         "strategy.name=hybrid",
         "strategy.contrastive=supcon",
-        "strategy.positives=2",
+        "strategy.positives=1",
         "strategy.proj_hidden=16",
         "strategy.proj_dim=8",
         "train.batch_size=8",

@@ -3,8 +3,8 @@
 * ``sgd``: heavy-ball (or Nesterov) momentum with coupled L2 weight decay, what every CIFAR-LT and
   ImageNet-LT code base in this field uses;
 * ``adamw``: Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019), torch's;
-* ``lars``: layer-wise adaptive rate scaling (You et al. 2017) as SimCLR, BYOL and solo-learn run
-  large-batch self-supervised pre-training -- see :class:`LARS`.
+* ``lars``: layer-wise adaptive rate scaling (You et al. 2017) in the PyTorch form VISSL and Barlow
+  Twins use for large-batch self-supervised pre-training -- see :class:`LARS`.
 
 The learning rate is set per step by the schedule (:mod:`longtail.optim.schedules`); ``optim.lr``
 is the base rate. With ``optim.no_decay_1d`` biases and norm parameters (1-D tensors) get no weight
@@ -26,15 +26,17 @@ from longtail.optim.param_groups import param_groups
 class LARS(torch.optim.Optimizer):
     """SGD with momentum whose step for each tensor is scaled by its trust ratio (You et al. 2017).
 
-    For a parameter w [any shape] with gradient g, per step (SimCLR / solo-learn's formulation)::
+    For a parameter w [any shape] with gradient g, per step (VISSL's / Barlow Twins' PyTorch form,
+    the learning rate outside the momentum; SimCLR's TensorFlow code accumulates ``lr * q * d`` in
+    the momentum instead, which differs while the schedule changes the rate)::
 
         d = g + weight_decay * w
         q = eta * ||w|| / ||d||      if adapted and both norms > 0, else 1
         v = momentum * v + q * d
         w = w - lr * v
 
-    A group with ``adapt=False`` (SimCLR excludes biases and BatchNorm parameters) takes plain
-    momentum SGD steps. ``eta`` is the trust coefficient (SimCLR: 0.001).
+    A group with ``adapt=False`` (SimCLR and VISSL exclude biases and BatchNorm parameters) takes
+    plain momentum SGD steps. ``eta`` is the trust coefficient (0.001 in all of them).
     """
 
     def __init__(

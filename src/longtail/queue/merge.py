@@ -59,15 +59,17 @@ def _keep(run: Path, into: Path) -> None:
 
 
 def _rebuild(queue: Queue, results: str, kept: Path) -> str:
-    """Rebuild one results file from every kept run of the entries that feed it."""
-    from longtail.report import report
+    """Rebuild one results file from every kept run of the entries that feed it. Runs that are
+    no table row (a first stage without a method name) feed nothing; with no row, nothing is
+    written."""
+    from longtail.report import collect, report
 
     runs = [
         kept / e.id
         for e in queue.entries
         if e.kind == "train" and e.results == results and (kept / e.id / "final.json").is_file()
     ]
-    return report(runs, Path(results)) if runs else ""
+    return report(runs, Path(results)) if runs and collect(runs) else ""
 
 
 def _merge_study(entry: Entry, folder: Path) -> None:

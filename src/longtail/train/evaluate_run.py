@@ -54,6 +54,7 @@ def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
     if cfg.probe.enabled:
         result.update(probe_run(model, data, cfg, device, None))
     result["epoch"] = epoch
+    result = rounded(result)  # as final.json: the same numbers, written the same way
     atomic_write_json(run.file("eval.json"), result)
     return result
 
@@ -103,7 +104,8 @@ def taunorm_run(
         "epoch": epoch,
         "test": test,
     }
-    atomic_write_json(run.file("taunorm.json"), rounded(result))
+    result = rounded(result)
+    atomic_write_json(run.file("taunorm.json"), result)
     return result
 
 

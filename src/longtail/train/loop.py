@@ -62,7 +62,9 @@ def fit(
     )
     summary: dict[str, Any] = {}
     every = cfg.train.checkpoint_every_steps
-    board = TensorBoardLog(run.path, cfg.log.tensorboard and shard.main and run.writes)
+    board = TensorBoardLog(
+        run.path, cfg.log.tensorboard and shard.main and run.writes, start_epoch + 1
+    )
     for epoch in range(start_epoch, epochs):
         parts.start_epoch(cfg, epoch, device)
         model.train()

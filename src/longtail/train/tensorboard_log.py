@@ -34,14 +34,16 @@ def require_tensorboard(enabled: bool) -> None:
 class TensorBoardLog:
     """``log(record)`` per epoch; ``close()`` at the end. A no-op when ``enabled`` is false."""
 
-    def __init__(self, run_path: Path, enabled: bool) -> None:
+    def __init__(self, run_path: Path, enabled: bool, first_epoch: int = 1) -> None:
+        """``first_epoch``: the first epoch this process logs; events at it and after, left by
+        an attempt that crashed past its last checkpoint, are purged (as metrics.jsonl is cut)."""
         self.writer: Any = None
         if not enabled:
             return
         require_tensorboard(enabled)
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_path / FOLDER))
+        self.writer = SummaryWriter(log_dir=str(run_path / FOLDER), purge_step=first_epoch)
 
     def log(self, record: dict[str, Any]) -> None:
         if self.writer is None:

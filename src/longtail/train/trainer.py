@@ -123,6 +123,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
     run.writes = shard.main
     if shard.main:
         run.claim()  # before anything is touched: a live run's folder is refused
+    require_tensorboard(cfg.log.tensorboard)  # log.* may change on a resume
     data_cfg = cfg.data
     if data_cfg.dataset != "pack":
         data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
@@ -142,6 +143,19 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
     run.truncate_metrics(state["epoch"])
     within = state.get("within")  # a checkpoint from inside an epoch: continue at its next batch
     return _run(cfg, data, device, run, parts, state["epoch"], state["history"], within)
+
+
+def _write_pages(run: RunFolder, cfg: Config, final: dict[str, Any]) -> None:
+    """The pages a person reads (learning curves, report.md); the results are written already,
+    so a failure here is a warning, never a failed run."""
+    length = f"{final['epochs']} epochs" + (", shortened" if final["shortened"] else "")
+    try:
+        plot_curves(run.read_metrics(), run.file(CURVES), f"{cfg.name}: {length}")
+        write_report(run.path, cfg, final, [PLOT, PROBE_PLOT, CURVES])
+    except Exception as err:  # noqa: BLE001 -- any plotting or file problem
+        print(
+            f"warning: the run's pages were not written ({err}); its results are", file=sys.stderr
+        )
 
 
 def _run(
@@ -166,10 +180,8 @@ def _run(
             final["frozen_tensors_unchanged"] = len(parts.frozen)
         final["peak_memory_mb"] = runtime.peak_memory_mb(device)
         run.write_final(final)
-        if run.writes:  # the pages a person reads: learning curves and report.md
-            length = f"{final['epochs']} epochs" + (", shortened" if final["shortened"] else "")
-            plot_curves(run.read_metrics(), run.file(CURVES), f"{cfg.name}: {length}")
-            write_report(run.path, cfg, final, [PLOT, PROBE_PLOT, CURVES])
+        if run.writes:
+            _write_pages(run, cfg, final)
         run.write_status("complete")
         return run.path
     except KeyboardInterrupt:
