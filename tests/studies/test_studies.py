@@ -24,11 +24,11 @@ from tiny_runs import tiny_run
 
 SWEEP_KEYS = [
     "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
-    "cv", "device", "commit", "recipe", "run", "num_classes", "shortened",
+    "cv", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 ]  # fmt: skip
 EQUAL_KEYS = [
     "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
-    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened",
+    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -129,7 +129,7 @@ def test_merge_keeps_other_records_and_replaces_same_key(
     run_study(sweep_spec, [f"out_dir={tmp_path / 'runs'}", "study.only=CE"])
     records = _results(results)
     assert [(r["method"], r["ratio"]) for r in records] == [("AAA", 50), ("CE", 1), ("CE", 10)]
-    assert records[0] == other
+    assert records[0] == {**other, "seed": 0}  # a record from before seeds: seed 0
     assert records[2]["probe_top1"] == pytest.approx(75.0)  # the fake's CE at r=10: 80 - 5
     assert [c.method for c in fake_train] == ["CE", "CE"]  # study.only runs a subset
 
@@ -366,3 +366,31 @@ def test_study_plots_carry_their_own_title_epochs_and_a_chance_line(
     equal_size.plot(rows, tmp_path / "e.png")
     assert titles == ["Accuracy and balancedness from balanced to long-tailed training sets",
                       "Balanced vs long-tailed pre-training of equal size"]  # fmt: skip
+
+
+def test_seeds_repeat_every_run_and_the_table_shows_mean_and_std(
+    tmp_path: Path, recipes: dict[str, Path], write_spec: Callable[..., Path],
+    fake_train: list[Config],
+) -> None:  # fmt: skip
+    spec = write_spec(study="sweep", results=str(tmp_path / "s.json"), ratios=[1], total=200,
+                      methods={"CE": str(recipes["ce"])}, seeds=[0, 2])  # fmt: skip
+    results = run_study(spec, [f"out_dir={tmp_path / 'runs'}"])
+    assert [(c.name, c.train.seed) for c in fake_train] == [("sweep-CE-r1", 0),
+                                                            ("sweep-CE-r1-s2", 2)]  # fmt: skip
+    assert [(r["method"], r["ratio"], r["seed"]) for r in _results(results)] == [
+        ("CE", 1.0, 0), ("CE", 1.0, 2)
+    ]  # fmt: skip
+    # fake CE at r=1: probe 80 + seed -> 80 and 82: mean 81, population std 1
+    assert "| CE | 81.00 ± 1.00 / 1.00 ± 0.00 |" in results.with_suffix(".md").read_text()
+    with pytest.raises(LongtailError, match="seeds=.* must list distinct"):
+        run_study(spec, ["study.seeds=[1, 1]"])
+
+
+def test_records_from_before_seeds_merge_as_seed_0(tmp_path: Path) -> None:
+    from longtail.studies.records import merge_records
+
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps([{"method": "CE", "ratio": 1.0, "probe_top1": 70.0}]))
+    merged = merge_records(path, [{"method": "CE", "ratio": 1.0, "seed": 0, "probe_top1": 71.0}],
+                           ("method", "ratio", "seed"))  # fmt: skip
+    assert merged == [{"method": "CE", "ratio": 1.0, "seed": 0, "probe_top1": 71.0}]

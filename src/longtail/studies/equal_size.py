@@ -13,12 +13,19 @@ from typing import Any
 
 from longtail.config import Config
 from longtail.io import atomic_write
-from longtail.studies.records import chance, fmt, methods_in_order, plot_title, run_fields
-from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe
+from longtail.studies.records import (
+    chance,
+    fmt,
+    methods_in_order,
+    over_seeds,
+    plot_title,
+    run_fields,
+)
+from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe, seeded
 
 RECORD_KEYS = (
     "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
-    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened",
+    "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 )  # fmt: skip
 GAP = ("balanced", "imbalanced")  # the gap reported is GAP[0] - GAP[1]
 DOMAINS = (("probe_top1", "in-domain"), ("ood_probe_top1", "OOD"))
@@ -27,22 +34,25 @@ DOMAINS = (("probe_top1", "in-domain"), ("ood_probe_top1", "OOD"))
 def controlled(spec: StudySpec) -> set[str]:
     """``name``, ``method`` and every key a pre-training set sets (it must hold for all runs)."""
     keys = {o.split("=", 1)[0].strip() for sets in spec.pretrain.values() for o in sets}
-    return keys | {"name", "method"}
+    return keys | {"name", "method", "train.seed"}
 
 
 def plan(spec: StudySpec) -> list[RunPlan]:
-    """One run per (method, pre-training set), in spec order."""
+    """One run per (method, pre-training set, seed), in spec order."""
     runs = []
     for method, recipe in spec.methods.items():
         for pretrain, overrides in spec.pretrain.items():
-            own = [*overrides, f"name=equal-{file_safe(method)}-{pretrain}", f"method={method}"]
-            runs.append(RunPlan((method, pretrain), method, recipe, pretrain, own))
+            for seed in spec.seeds:
+                name = f"equal-{file_safe(method)}-{pretrain}"
+                own = [*overrides, *seeded(seed, name), f"method={method}"]
+                label = pretrain + (f" seed {seed}" if len(spec.seeds) > 1 else "")
+                runs.append(RunPlan((method, pretrain, seed), method, recipe, label, own))
     return runs
 
 
 def record(run_plan: RunPlan, cfg: Config, final: dict[str, Any], run: Path) -> dict[str, Any]:
     fields = run_fields(cfg, final, run, RECORD_KEYS)
-    fields["method"], fields["pretrain"] = run_plan.key
+    fields["method"], fields["pretrain"], fields["seed"] = run_plan.key
     return fields
 
 
@@ -58,8 +68,13 @@ def _gap(by: dict[tuple[str, str], dict[str, Any]], method: str, key: str) -> fl
     return float(first[key] - second[key])
 
 
+VALUES = ("probe_top1", "ood_probe_top1", "knn_top1", "few_many_ratio")
+
+
 def table(records: list[dict[str, Any]]) -> str:
-    """Per method: linear-probe top-1 per pre-training set and the gap, in domain and OOD."""
+    """Per method: linear-probe top-1 per pre-training set (mean ± std over seeds) and the gap
+    of the means, in domain and OOD."""
+    records = over_seeds(records, ("method", "pretrain"), VALUES)
     names = _pretrain_names(records)
     by = {(r["method"], r["pretrain"]): r for r in records}
     head, rule = ["method"], ["---"]
@@ -79,7 +94,7 @@ def table(records: list[dict[str, Any]]) -> str:
         for key, _ in DOMAINS:
             for name in names:
                 rec = by.get((method, name))
-                cells.append("–" if rec is None else fmt(rec.get(key)))
+                cells.append("–" if rec is None else fmt(rec.get(key), std=rec.get(f"{key}_std")))
             gap = _gap(by, method, key)
             cells.append("–" if gap is None else f"{gap:+.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -87,9 +102,11 @@ def table(records: list[dict[str, Any]]) -> str:
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> None:
-    """Grouped bars, one group per method, one bar per pre-training set; in-domain and OOD panels."""
+    """Grouped bars, one group per method, one bar per pre-training set (the mean over seeds,
+    an error bar of one std where there are several); in-domain and OOD panels."""
     from matplotlib.figure import Figure  # lazy: matplotlib costs ~0.5 s to import
 
+    records = over_seeds(records, ("method", "pretrain"), VALUES)
     names = _pretrain_names(records)
     methods = methods_in_order(records)
     by = {(r["method"], r["pretrain"]): r for r in records}
@@ -98,13 +115,15 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
     panels = fig.subplots(1, 2, sharey=True)
     for ax, (key, domain) in zip(panels, DOMAINS, strict=True):
         for j, name in enumerate(names):
-            xs, heights = [], []
+            xs, heights, errs = [], [], []
             for i, method in enumerate(methods):
                 rec = by.get((method, name))
                 if rec is not None and rec.get(key) is not None:
                     xs.append(i + (j - (len(names) - 1) / 2) * width)
                     heights.append(rec[key])
-            bars = ax.bar(xs, heights, width=width, label=name)
+                    errs.append(rec.get(f"{key}_std") or 0.0)
+            bars = ax.bar(xs, heights, width=width, label=name,
+                          yerr=errs if any(errs) else None, capsize=3)  # fmt: skip
             ax.bar_label(bars, fmt="%.1f", fontsize=7)
         ax.set_xticks(range(len(methods)), methods)
         level = chance(records) if key == "probe_top1" else None  # the OOD set's classes differ
@@ -122,7 +141,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 EQUAL_SIZE = StudyKind(
-    key_fields=("method", "pretrain"),
+    key_fields=("method", "pretrain", "seed"),
     controlled=controlled,
     plan=plan,
     record=record,

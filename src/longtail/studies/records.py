@@ -47,6 +47,10 @@ def merge_records(
             existing = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise LongtailError(f"{path} is not valid JSON: fix or remove it") from None
+        if "seed" in key_fields and isinstance(existing, list):  # records from before seeds:
+            for r in existing:  # each was the study's one run, at the default seed
+                if isinstance(r, dict):
+                    r.setdefault("seed", 0)
         valid = isinstance(existing, list) and all(
             isinstance(r, dict) and all(k in r for k in key_fields) for r in existing
         )
@@ -66,9 +70,36 @@ def merge_records(
     return merged
 
 
-def fmt(value: float | None, digits: int = 2) -> str:
-    """A table cell: the number, or an en dash when missing."""
-    return "–" if value is None else f"{value:.{digits}f}"
+def fmt(value: float | None, digits: int = 2, std: float | None = None) -> str:
+    """A table cell: the number (± its std over seeds when given), or an en dash when missing."""
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def over_seeds(
+    records: list[dict[str, Any]], group: tuple[str, ...], values: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """One record per ``group`` key: each of ``values`` the mean over its seeds, with
+    ``<value>_std`` (population std; None for one seed) and ``n_seeds``; other fields from the
+    first seed's record. Order: first appearance."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in group), []).append(r)
+    out = []
+    for members in groups.values():
+        merged = dict(members[0])
+        merged["n_seeds"] = len(members)
+        for key in values:
+            present = [float(m[key]) for m in members if m.get(key) is not None]
+            mean = sum(present) / len(present) if present else None
+            merged[key] = mean
+            spread = None
+            if mean is not None and len(present) > 1:
+                spread = (sum((v - mean) ** 2 for v in present) / len(present)) ** 0.5
+            merged[f"{key}_std"] = spread
+        out.append(merged)
+    return out
 
 
 def methods_in_order(records: list[dict[str, Any]]) -> list[str]:

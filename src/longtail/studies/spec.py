@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from longtail.config import overrides_tree, read_yaml_mapping
 from longtail.errors import LongtailError
 
-COMMON_KEYS = ("study", "results", "methods", "overrides", "only")
+COMMON_KEYS = ("study", "results", "methods", "overrides", "only", "seeds")
 KIND_KEYS = {"sweep": ("ratios", "total"), "equal_size": ("pretrain",)}
 OPTIONAL_KIND_KEYS = {"sweep": (), "equal_size": ("pretrain_only",)}  # may be left out
 STUDY_PREFIX = "study."
@@ -39,13 +39,14 @@ class StudySpec:
     ratios: list[float] = field(default_factory=list)  # sweep
     total: int = 0  # sweep: data.total of every run
     pretrain: dict[str, list[str]] = field(default_factory=dict)  # equal_size: name -> overrides
+    seeds: list[int] = field(default_factory=lambda: [0])  # train.seed of each repetition
 
 
 @dataclass
 class RunPlan:
     """One training of a study: its record key and the overrides the study itself sets."""
 
-    key: tuple[Any, ...]  # (method, ratio) or (method, pretrain)
+    key: tuple[Any, ...]  # (method, ratio, seed) or (method, pretrain, seed)
     method: str
     recipe: str
     label: str  # "r=10", "balanced": for progress lines
@@ -116,6 +117,7 @@ def load_spec(path: str | Path, study_overrides: Sequence[str] = ()) -> StudySpe
         results=Path(results),
         methods=_methods(raw["methods"], raw.get("only"), source),
         overrides=_override_list(raw.get("overrides") or [], "overrides", source),
+        seeds=_seeds(raw.get("seeds", [0]), source),
     )
     if kind == "sweep":
         spec.ratios = _ratios(raw["ratios"], source)
@@ -188,6 +190,23 @@ def _ratios(value: Any, source: str) -> list[float]:
     if not ratios:
         raise LongtailError(f"{source}: ratios is empty: list at least one, e.g. [1, 100]")
     return ratios
+
+
+def _seeds(value: Any, source: str) -> list[int]:
+    """Distinct seeds in NumPy's range; a study repeats every run once per seed."""
+    items = value if isinstance(value, list) else [value]
+    ok = all(not isinstance(v, bool) and isinstance(v, int) and 0 <= v < 2**32 for v in items)
+    if not items or not ok or len(set(items)) != len(items):
+        raise LongtailError(
+            f"{source}: seeds={value!r} must list distinct whole numbers in [0, 2^32), e.g. [0, 1, 2]"
+        )
+    return list(items)
+
+
+def seeded(seed: int, name: str) -> list[str]:
+    """A repetition's overrides: its seed, and its own run name (seed 0 keeps the plain name, so
+    run folders of studies made before seeds existed are reused)."""
+    return [f"train.seed={seed}", f"name={name}" if seed == 0 else f"name={name}-s{seed}"]
 
 
 def _total(value: Any, source: str) -> int:
