@@ -40,7 +40,16 @@ def test_round_trip_through_dict() -> None:
         (["optim.lrr=0.1"], "did you mean 'optim.lr'"),
         (["optim.lr=abc"], "bad value for 'optim.lr'"),
         (["data.imbalance_ratio=0.5"], "imbalance_ratio must be >= 1"),
-        (["data.imbalance_ratio=nan"], "imbalance_ratio must be >= 1"),
+        (["data.imbalance_ratio=nan"], "data.imbalance_ratio=nan must be a finite number"),
+        (["optim.lr=.inf"], "optim.lr=inf must be a finite number"),
+        (["schedule.warmup_epochs=.nan"], "schedule.warmup_epochs=nan must be a finite"),
+        (["optim.weight_decay=.nan"], "optim.weight_decay=nan must be a finite"),
+        (["optim.betas=[0.9,.nan]"], "optim.betas=nan must be a finite"),
+        (["train.seed=-1"], "train.seed=-1 must be in [0, 2^32)"),
+        (["train.seed=4294967296"], "train.seed=4294967296 must be in [0, 2^32)"),
+        (["data.subset_seed=-1"], "data.subset_seed=-1 must be in [0, 2^32)"),
+        (["optim.momentum=5"], "optim.momentum=5.0 must be in [0, 1)"),
+        (["optim.momentum=1.0"], "optim.momentum=1.0 must be in [0, 1)"),
         (["train.sampler=uniform"], "not one of random, class_balanced, sqrt"),
         (["train.epochs=0"], "train.epochs must be > 0"),
         (["train.epochs=2.5"], "bad value for 'train.epochs'"),
@@ -84,3 +93,14 @@ def test_bad_recipe_files(tmp_path: Path) -> None:
 def test_every_shipped_recipe_loads(recipe: Path) -> None:
     cfg = load_config(recipe)
     assert cfg.name != "run", "each recipe names its runs"
+
+
+def test_a_key_given_twice_in_a_recipe_is_refused_with_its_lines(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  epochs: 3\noptim:\n  lr: 0.1\ntrain:\n  batch_size: 8\n")
+    with pytest.raises(LongtailError, match=r"key 'train' appears twice \(lines 1 and 5\)"):
+        load_config(recipe)
+    nested = tmp_path / "n.yaml"
+    nested.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(LongtailError, match=r"key 'lr' appears twice \(lines 2 and 3\)"):
+        load_config(nested)

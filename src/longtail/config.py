@@ -362,6 +362,26 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names a key twice (PyYAML would keep the last silently)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (two ``train:`` blocks)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(
+                    f"key '{key}' appears twice (lines {seen[key]} and {line}): keep one of them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping (a recipe, a run's config.yaml), or one-line errors."""
     if not path.is_file():
@@ -369,7 +389,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
             f"{what} {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
         )
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}  # noqa: S506
+    except DuplicateKeyError as err:
+        raise LongtailError(f"{what} {path}: {err}") from None
     except yaml.YAMLError as err:
         line = getattr(getattr(err, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
@@ -494,6 +516,9 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
 
 def validate(cfg: Config) -> None:
     """Check values that types alone cannot: choices, ranges, cross-field consistency."""
+    from longtail.config_checks import check_values
+
+    check_values(cfg)  # finite numbers, seeds, momentum: before any rule reads them
     for key, options in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
