@@ -104,7 +104,7 @@ def test_classifier_untouched_and_evaluation_is_knn(ssl_run_dir: tuple[str, Path
     k, tau = cfg.probe.knn_k, cfg.probe.knn_temperature
     low, high = knn_top1_bounds(bank, data.train_labels, queries, data.test_labels, 10, k, tau)
     final = json.loads((run / "final.json").read_text())
-    assert low - 1e-9 <= final["top1"] <= high + 1e-9
+    assert low - 1e-6 <= final["top1"] <= high + 1e-6  # final.json keeps 10 significant digits
 
 
 @pytest.mark.parametrize(("epochs", "stop", "refresh"), [(2, 1, 1), (4, 3, 2)])

@@ -299,7 +299,9 @@ def uninterrupted(idx_root: Path, tmp_path_factory: pytest.TempPathFactory) -> t
 def test_torchrun_writes_one_folder_with_one_writer(uninterrupted: tuple[str, Path]) -> None:
     stdout, out = uninterrupted
     (folder,) = out.iterdir()
-    assert stdout.strip() == str(folder)  # rank 0 alone prints the folder
+    lines = stdout.strip().splitlines()
+    assert lines[-1] == str(folder)  # rank 0 alone prints the summary, then the folder
+    assert sum(line.lstrip().startswith("top-1") for line in lines) == 1
     assert json.loads((folder / "status.json").read_text())["state"] == "complete"
     assert [m["epoch"] for m in _metrics(folder)] == list(range(1, E2E_EPOCHS + 1))
     assert not list(folder.glob("*.tmp*"))  # nothing half-written
@@ -373,5 +375,5 @@ def test_a_stage_two_starts_from_a_torchrun_run(
     done = subprocess.run([sys.executable, "-m", "longtail", "train", *args], capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    final = json.loads((Path(done.stdout.strip()) / "final.json").read_text())
+    final = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "final.json").read_text())
     assert final.get("frozen_tensors_unchanged", 0) > 0 and 0 <= final["top1"] <= 100
