@@ -166,3 +166,20 @@ def test_a_queue_rebuild_of_runs_that_are_no_table_row_writes_nothing(
     entry = SimpleNamespace(id="stage1", kind="train", results=str(tmp_path / "r.json"))
     assert _rebuild(SimpleNamespace(entries=[entry]), entry.results, kept) == ""  # type: ignore[arg-type]
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_representation_run_enters_no_table_and_says_why(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    """Its top-1 would be a kNN monitor, not a trained classifier's (eval/monitor.py)."""
+    from longtail.config import to_yaml
+
+    folder = runs[0].parent / "representation"
+    folder.mkdir()
+    cfg = load_config(runs[0] / "config.yaml", ["strategy.name=simsiam", "method=SimSiam"])
+    (folder / "config.yaml").write_text(to_yaml(cfg))
+    (folder / "status.json").write_text('{"state": "complete"}')
+    (folder / "final.json").write_text('{"knn_top1": 30.0, "probe_top1": 40.0}')
+    skipped: list[str] = []
+    report([runs[0], folder], tmp_path / "out.json", skipped)
+    assert len(skipped) == 1 and skipped[0].startswith(f"{folder}: a representation-learning run")

@@ -67,7 +67,7 @@ def test_the_summary_numbers_are_final_jsons(finals: dict[str, dict[str, Any]]) 
     balanced = final["probe"]["balanced"]
     assert _numbers(lines["probe"]) == [
         round(balanced["probe_top1"], 2),
-        round(balanced["knn_top1"], 2),
+        round(balanced["probe_knn_top1"], 2),
     ]
     shown = [balanced[k] for k in ("few_many_ratio", "slope", "cv")]
     assert _numbers(lines["balance"]) == [round(v, 2) for v in shown if v is not None]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from longtail.eval.monitor import PROBE_KNN, accuracy, upgrade_record
+
 LABEL = 10  # width of the row labels
 
 
@@ -33,13 +35,17 @@ def _row(label: str, text: str) -> str:
 def _groups(final: dict[str, Any]) -> str | None:
     """many / medium / few, or head / middle / tail for sets of <= 20 classes (CONVENTIONS.md)."""
     for names in (("head", "middle", "tail"), ("many", "medium", "few")):
-        if any(final.get(n) is not None for n in names):
-            return " | ".join(f"{n} {_num(final.get(n))}" for n in names)
+        if any(accuracy(final, n) is not None for n in names):
+            return " | ".join(f"{n} {_num(accuracy(final, n))}" for n in names)
     return None
 
 
 def run_summary(final: dict[str, Any]) -> str:
-    """A few aligned lines (no trailing newline) from a final.json record."""
+    """A few aligned lines (no trailing newline) from a final.json record.
+
+    A representation run's kNN monitor is the ``kNN top-1`` row (its groups are the kNN's).
+    """
+    final = upgrade_record(final)
     name = final.get("name", "run")
     method = final.get("method")
     lines = [f"{name}" + (f" ({method})" if method else "")]
@@ -48,9 +54,12 @@ def run_summary(final: dict[str, Any]) -> str:
     lines.append(_row("epochs", epochs))
     if final.get("wall_s") is not None:
         lines.append(_row("time", f"{_duration(final['wall_s'])} on {final.get('device', '?')}"))
-    top1 = _num(final.get("top1"))
+    label = (
+        "top-1" if final.get("top1") is not None or final.get("knn_top1") is None else "kNN top-1"
+    )
+    top1 = _num(accuracy(final, "top1"))
     paper = final.get("paper_top1")
-    lines.append(_row("top-1", top1 + (f"  (paper {_num(paper)})" if paper is not None else "")))
+    lines.append(_row(label, top1 + (f"  (paper {_num(paper)})" if paper is not None else "")))
     groups = _groups(final)
     if groups:
         lines.append(_row("groups", groups))
@@ -61,7 +70,7 @@ def run_summary(final: dict[str, Any]) -> str:
         size = shown.get("train_size")
         images = f", {size:,} images" if isinstance(size, int) else ""
         lines.append(_row("probe", f"linear {_num(shown.get('probe_top1'))} | kNN"
-                                   f" {_num(shown.get('knn_top1'))} ({which} set{images})"))  # fmt: skip
+                                   f" {_num(shown.get(PROBE_KNN))} ({which} set{images})"))  # fmt: skip
         ratio = "tail/head" if final.get("head") is not None else "few/many"
         lines.append(_row("balance", f"{ratio} {_num(shown.get('few_many_ratio'))} | slope"
                                      f" {_num(shown.get('slope'))} | cv {_num(shown.get('cv'))}"))  # fmt: skip

@@ -162,7 +162,7 @@ def test_the_probes_read_a_streamed_runs_files(lists: dict[str, Path], tmp_path:
             "model.kwargs.width=0.25", f"out_dir={out}"]  # fmt: skip
     assert main(["train", *args]) == 0
     final = json.loads((next(out.iterdir()) / "final.json").read_text())
-    assert 0 <= final["probe_top1"] <= 100 and 0 <= final["knn_top1"] <= 100
+    assert 0 <= final["probe_top1"] <= 100 and 0 <= final["probe_knn_top1"] <= 100
 
 
 def test_auto_keeps_small_data_on_the_device_and_says_so(

@@ -53,8 +53,9 @@ def ssl_run_dir(
 def test_ssl_runs_end_with_probes(ssl_run_dir: tuple[str, Path]) -> None:
     _, run = ssl_run_dir
     final = json.loads((run / "final.json").read_text())
-    for key in ("probe_top1", "knn_top1"):
+    for key in ("probe_top1", "probe_knn_top1", "knn_top1", "best_knn_top1"):
         assert isinstance(final[key], float) and math.isfinite(final[key]), key
+    assert "top1" not in final and "best_top1" not in final  # top1 is a trained classifier's
     assert {"few_many_ratio", "slope", "cv"} <= final.keys()
     assert final["ood_probe_top1"] is None
     assert final["probe"]["balanced"]["train_size"] == 10 * 20  # probe.balanced_per_class=20
@@ -104,7 +105,9 @@ def test_classifier_untouched_and_evaluation_is_knn(ssl_run_dir: tuple[str, Path
     k, tau = cfg.probe.knn_k, cfg.probe.knn_temperature
     low, high = knn_top1_bounds(bank, data.train_labels, queries, data.test_labels, 10, k, tau)
     final = json.loads((run / "final.json").read_text())
-    assert low - 1e-6 <= final["top1"] <= high + 1e-6  # final.json keeps 10 significant digits
+    assert low - 1e-6 <= final["knn_top1"] <= high + 1e-6  # final.json keeps 10 significant digits
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["knn_top1"] == final["knn_top1"] and "top1" not in metrics[-1]
 
 
 @pytest.mark.parametrize(("epochs", "stop", "refresh"), [(2, 1, 1), (4, 3, 2)])

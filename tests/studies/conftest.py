@@ -35,7 +35,7 @@ def fake_final(cfg: Config) -> dict[str, Any]:
         "top1": probe - 10.0,
         "train_counts": fake_counts(cfg),
         "probe_top1": probe,
-        "knn_top1": probe - 3.0,
+        "probe_knn_top1": probe - 3.0,
         "few_many_ratio": 1.0 / (1.0 + 0.25 * log_r),
         "slope": 2.0 * log_r,
         "cv": 0.05 + 0.1 * log_r,

@@ -23,11 +23,11 @@ from shared_data import REPO
 from tiny_runs import tiny_run
 
 SWEEP_KEYS = [
-    "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
+    "method", "ratio", "total", "epochs", "probe_top1", "probe_knn_top1", "few_many_ratio", "slope",
     "cv", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 ]  # fmt: skip
 EQUAL_KEYS = [
-    "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
+    "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "probe_knn_top1",
     "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +86,15 @@ def test_sweep_records_hold_exactly_the_schema(
         assert f"imbalance_ratio: {float(record['ratio'])}" in config
         assert record["total"] == sum(final["train_counts"]) == 200
         assert record["epochs"] == 7  # the recipes' train.epochs
-        for key in ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv", "device", "commit"):
+        for key in (
+            "probe_top1",
+            "probe_knn_top1",
+            "few_many_ratio",
+            "slope",
+            "cv",
+            "device",
+            "commit",
+        ):
             assert record[key] == final[key]
         # the fake's numbers fall with log r: the record is the run of its own ratio
         assert record["slope"] == pytest.approx(2.0 * math.log10(record["ratio"]))

@@ -95,7 +95,7 @@ def evaluate_representation(
     per_class: Tensor = result["per_class_acc"]
     record: dict[str, Any] = {
         "probe_top1": round(float(result["top1"]), 4),
-        "knn_top1": round(float(top1(knn_cm)) * 100.0, 4),
+        "probe_knn_top1": round(float(top1(knn_cm)) * 100.0, 4),
         "train_size": int(probe.train_labels.shape[0]),
         "test_size": int(probe.test_labels.shape[0]),
         "per_class_acc": [None if v != v else round(float(v), 4) for v in per_class.tolist()],

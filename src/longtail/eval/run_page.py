@@ -13,6 +13,7 @@ from typing import Any
 
 from longtail.config import Config, load_config, to_dict
 from longtail.errors import LongtailError
+from longtail.eval.monitor import accuracy
 from longtail.io import atomic_write, atomic_write_text
 from longtail.summary import run_summary
 
@@ -31,15 +32,17 @@ def plot_curves(metrics: list[dict[str, Any]], path: Path, title: str) -> None:
     loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
     loss_ax.plot(epochs, [m["train_loss"] for m in metrics], color="tab:blue")
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    evaluated = [m for m in metrics if m.get("top1") is not None]
+    evaluated = [m for m in metrics if accuracy(m, "top1") is not None]
     if evaluated:
         xs = [m["epoch"] for m in evaluated]
-        acc_ax.plot(xs, [m["top1"] for m in evaluated], marker=".", color="black", label="top-1")
+        knn = evaluated[0].get("top1") is None  # a representation run's kNN monitor
+        acc_ax.plot(xs, [accuracy(m, "top1") for m in evaluated], marker=".", color="black",
+                    label="kNN top-1" if knn else "top-1")  # fmt: skip
         for names in GROUPS:  # head/middle/tail for <= 20 classes, else many/medium/few
-            if not any(m.get(n) is not None for m in evaluated for n in names):
+            if not any(accuracy(m, n) is not None for m in evaluated for n in names):
                 continue
             for name, style in zip(names, ("-", "--", ":"), strict=True):
-                ys = [m.get(name) for m in evaluated]
+                ys = [accuracy(m, name) for m in evaluated]
                 acc_ax.plot(xs, [float("nan") if y is None else y for y in ys], marker=".",
                             linestyle=style, alpha=0.8, label=name)  # fmt: skip
             break

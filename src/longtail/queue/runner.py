@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail.errors import LongtailError
+from longtail.eval.monitor import headline
 from longtail.io import atomic_write_json
 from longtail.queue.bundle import write_bundle
 from longtail.queue.commands import Device, build_command, entry_config, output_dir, pack_for
@@ -398,7 +399,7 @@ def _finished(entry: Entry, run: Path, wall: float | None, reason: str | None) -
         entry.id, "finished", reason, kind=entry.kind, wall_s=wall,
         epochs_done=progress.epochs_done, epochs=progress.epochs,
         images_per_s=progress.images_per_s(), peak_memory_mb=final.get("peak_memory_mb"),
-        run=run.name, top1=final.get("top1"),
+        run=run.name, top1=headline(final)[1],
     )  # fmt: skip
 
 

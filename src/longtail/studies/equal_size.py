@@ -24,7 +24,7 @@ from longtail.studies.records import (
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe, seeded
 
 RECORD_KEYS = (
-    "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "knn_top1",
+    "method", "pretrain", "total", "epochs", "probe_top1", "ood_probe_top1", "probe_knn_top1",
     "few_many_ratio", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 )  # fmt: skip
 GAP = ("balanced", "imbalanced")  # the gap reported is GAP[0] - GAP[1]
@@ -68,7 +68,7 @@ def _gap(by: dict[tuple[str, str], dict[str, Any]], method: str, key: str) -> fl
     return float(first[key] - second[key])
 
 
-VALUES = ("probe_top1", "ood_probe_top1", "knn_top1", "few_many_ratio")
+VALUES = ("probe_top1", "ood_probe_top1", "probe_knn_top1", "few_many_ratio")
 
 
 def table(records: list[dict[str, Any]]) -> str:

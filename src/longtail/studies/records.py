@@ -9,6 +9,7 @@ from typing import Any
 
 from longtail.config import Config
 from longtail.errors import LongtailError
+from longtail.eval.monitor import upgrade_record
 from longtail.io import atomic_write_json
 
 
@@ -47,6 +48,8 @@ def merge_records(
             existing = json.loads(path.read_text())
         except json.JSONDecodeError:
             raise LongtailError(f"{path} is not valid JSON: fix or remove it") from None
+        if isinstance(existing, list):  # records from before probe_knn_top1 (eval/monitor.py)
+            existing = [upgrade_record(r) if isinstance(r, dict) else r for r in existing]
         if "seed" in key_fields and isinstance(existing, list):  # records from before seeds:
             for r in existing:  # each was the study's one run, at the default seed
                 if isinstance(r, dict):

@@ -24,7 +24,7 @@ from longtail.studies.records import (
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, file_safe, seeded
 
 RECORD_KEYS = (
-    "method", "ratio", "total", "epochs", "probe_top1", "knn_top1", "few_many_ratio", "slope",
+    "method", "ratio", "total", "epochs", "probe_top1", "probe_knn_top1", "few_many_ratio", "slope",
     "cv", "device", "commit", "recipe", "run", "num_classes", "shortened", "seed",
 )  # fmt: skip
 
@@ -56,7 +56,7 @@ def record(run_plan: RunPlan, cfg: Config, final: dict[str, Any], run: Path) -> 
     return fields
 
 
-VALUES = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
+VALUES = ("probe_top1", "probe_knn_top1", "few_many_ratio", "slope", "cv")
 
 
 def table(records: list[dict[str, Any]]) -> str:

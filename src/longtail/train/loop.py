@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from longtail import launch, runtime
-from longtail.config import Config
+from longtail.config import REPRESENTATION, Config
 from longtail.errors import LongtailError
+from longtail.eval.monitor import GROUP_KEYS, monitor_names, monitor_prefix
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.optim.schedules import lr_factor
 from longtail.protocol import shortened
@@ -28,7 +29,6 @@ from longtail.train.progress import Progress
 from longtail.train.tensorboard_log import TensorBoardLog
 
 SYNC_EVERY = 25  # steps between host syncs (loss readout, NaN check, progress bar)
-GROUP_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")
 
 
 def fit(
@@ -50,6 +50,9 @@ def fit(
     loader's state, already loaded, starts at the next batch).
     """
     t_start = time.perf_counter()
+    # a representation run's evaluation is a kNN monitor: knn_top1 etc. (eval/monitor.py)
+    named = monitor_prefix(cfg.strategy.name in REPRESENTATION)
+    best = f"best_{named}top1"
     history = {"train_s": 0.0, "wall_s": 0.0} if history is None else history
     wall_before = history["wall_s"]
     model, loader, shard = parts.model, parts.loader, parts.shard
@@ -106,9 +109,9 @@ def fit(
         evaluate_now = (epoch + 1) % cfg.eval.every == 0 or epoch + 1 == epochs
         if evaluate_now and shard.main:  # rank 0 alone, on the whole test set (module docstring)
             summary = evaluate_model(model, data, cfg, device)
-            record.update({k: summary[k] for k in GROUP_KEYS})
-            if history.get("best_top1") is None or summary["top1"] > history["best_top1"]:
-                history["best_top1"], history["best_epoch"] = summary["top1"], epoch + 1
+            record.update({named + k: summary[k] for k in GROUP_KEYS})
+            if history.get(best) is None or summary["top1"] > history[best]:
+                history[best], history["best_epoch"] = summary["top1"], epoch + 1
         history["wall_s"] = wall_before + time.perf_counter() - t_start
         record["wall_s"] = round(history["wall_s"], 2)
         run.append_metrics(record)
@@ -134,7 +137,7 @@ def fit(
         summary["per_class"],
         data.train_counts,
         run.file(PLOT),
-        title=f"{cfg.name}: top-1 {summary['top1']:.2f}% after {length}",
+        title=f"{cfg.name}: {'kNN ' if named else ''}top-1 {summary['top1']:.2f}% after {length}",
         class_names=data.classes,
         many_threshold=cfg.eval.many_threshold,
         few_threshold=cfg.eval.few_threshold,
@@ -145,12 +148,12 @@ def fit(
         else {}
     )
     return {
-        **summary,
+        **monitor_names(summary, named),
         **probes,
         "classes": data.classes,
         "epochs": epochs,
         "shortened": cut,  # why this is not the recipe's full protocol; [] when it is
-        "best_top1": history.get("best_top1"),  # reported for comparison only, never used to choose
+        best: history.get(best),  # reported for comparison only, never used to choose
         "best_epoch": history.get("best_epoch"),
         "train_s": round(history["train_s"], 2),
         "wall_s": round(wall_before + time.perf_counter() - t_start, 2),

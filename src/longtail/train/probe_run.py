@@ -54,7 +54,7 @@ from longtail.train.data_setup import (
     load_arrays,
 )
 
-HEADLINE = ("probe_top1", "knn_top1", "few_many_ratio", "slope", "cv")
+HEADLINE = ("probe_top1", "probe_knn_top1", "few_many_ratio", "slope", "cv")
 
 
 def probe_run(
@@ -106,7 +106,7 @@ def probe_run(
                                          settings=settings, pretrain_counts=counts,
                                          test_feats=test_feats if counts is not None else None)  # fmt: skip
         _say(cfg, f"probe: {name}: linear {result['probe_top1']:.2f}%, kNN"
-                  f" {result['knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+                  f" {result['probe_knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
         return result
 
     if cfg.data.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.data.root)):
@@ -151,7 +151,8 @@ def knn_summary(
     """Test accuracies of a kNN classifier on the frozen backbone, the long-tailed subset as its bank.
 
     The per-epoch evaluation of representation-learning runs (SSL, SupCon, KCL stage 1), whose own
-    linear classifier is never trained; same keys as a classifier's evaluation (``summarize``).
+    linear classifier is never trained; same keys as a classifier's evaluation (``summarize``),
+    written ``knn_``-prefixed by the epoch loop (``eval/monitor.py``).
     """
     backbone = backbone_of(model)
     transform = input_transform(cfg.train.channels_last, data, device)

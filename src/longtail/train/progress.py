@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from longtail.eval.monitor import accuracy
+
 
 class Progress:
     """A bar over all remaining steps; a plain line per epoch when the bar is off or not a TTY."""
@@ -43,8 +45,8 @@ class Progress:
         self._epoch_start = time.perf_counter()
         self._epochs_done += 1
         if self.enabled and self.bar is None:
-            top1 = record.get("top1")
-            acc = f" top1 {top1:.2f}%" if top1 is not None else ""
+            name, top1 = _accuracy(record)
+            acc = f" {name} {top1:.2f}%" if top1 is not None else ""
             eta = self.wall_s / self._epochs_done * (epochs - record["epoch"])
             print(
                 f"epoch {record['epoch']}/{epochs} step {record['step']}"
@@ -53,9 +55,17 @@ class Progress:
                 file=sys.stderr,
                 flush=True,
             )
-        elif self.bar is not None and record.get("top1") is not None:
-            self.bar.write(f"epoch {record['epoch']}: top1 {record['top1']:.2f}%")
+        elif self.bar is not None and _accuracy(record)[1] is not None:
+            name, top1 = _accuracy(record)
+            self.bar.write(f"epoch {record['epoch']}: {name} {top1:.2f}%")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _accuracy(record: dict[str, Any]) -> tuple[str, float | None]:
+    """An epoch's test accuracy and its name: a classifier's top1, or the kNN monitor's."""
+    value = accuracy(record, "top1")
+    name = "top1" if record.get("top1") is not None else "knn_top1"
+    return name, None if value is None else float(value)

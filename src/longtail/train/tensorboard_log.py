@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from longtail.errors import LongtailError
+from longtail.eval.monitor import GROUP_KEYS, KNN_PREFIX
 
 FOLDER = "tensorboard"
-TEST_KEYS = ("top1", "mean_class_acc", "many", "medium", "few", "head", "middle", "tail")
+TEST_KEYS = (*GROUP_KEYS, *(KNN_PREFIX + k for k in GROUP_KEYS))
 
 
 def require_tensorboard(enabled: bool) -> None:
