@@ -1,9 +1,16 @@
-"""Every shipped recipe trains two steps, in-process, on a few hundred of its real images."""
+"""Every shipped recipe trains two steps, in-process, on a few hundred of its real images.
+
+Recipes that are one table row at several imbalance ratios (``ce_r10``, ``ce_r50``, ``ce_r100``) are
+one family: its r=100 member trains, and every other member is checked to be that recipe with
+only its ratio, paper number and names changed, and to draw its own long-tailed subset.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +30,27 @@ RECIPES = sorted(
 )
 # A few hundred images, but every class needs >= 1: 100 classes at r=100 need ~1,500 (n_min 1).
 SMOKE_TOTAL = {"cifar100": 2000}
+RATIO = re.compile(r"_r\d+(?=_|$)")  # ce_r100 -> ce, two_stage_sc_r10_stage2 -> two_stage_sc_stage2
+ROW_KEYS = (
+    "name",
+    "method",
+    "recipe",
+    "paper",
+)  # what a family's members may change, beside the ratio
+
+
+def _family(recipe: Path) -> tuple[Path, str]:
+    return recipe.parent, RATIO.sub("", recipe.stem)
+
+
+def _trained(recipe: Path) -> Path:
+    """The member of ``recipe``'s family that trains: r=100 when there is one, else the first."""
+    members = [r for r in RECIPES if _family(r) == _family(recipe)]
+    return next((r for r in members if RATIO.search(r.stem) and "_r100" in r.stem), members[0])
+
+
+TRAINED = [r for r in RECIPES if _trained(r) == r]
+CHECKED = [r for r in RECIPES if _trained(r) != r]
 
 
 def _require_data(root: str) -> None:
@@ -45,7 +73,7 @@ def decode_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("decode_cache")
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("recipe", TRAINED, ids=lambda p: str(p.relative_to(REPO)))
 def test_recipe_smoke(
     recipe: Path, tmp_path: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,6 +106,46 @@ def test_recipe_smoke(
         cfg.data.imbalance_ratio, rel=0.5
     )
     assert final["paper_top1"] == cfg.paper.top1
+
+
+def _row_free(recipe: Path) -> dict[str, Any]:
+    cfg = load_config(recipe)
+    tree = {k: v for k, v in cfg.__dict__.items() if k not in ROW_KEYS}
+    return {**tree, "data": {**cfg.data.__dict__, "imbalance_ratio": None}}
+
+
+@pytest.mark.parametrize("recipe", CHECKED, ids=lambda p: str(p.relative_to(REPO)))
+def test_a_family_member_is_its_trained_recipe_at_its_own_ratio(
+    recipe: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from longtail.train.data_setup import describe_subset
+
+    monkeypatch.chdir(REPO)
+    trained = _trained(recipe)
+    assert _row_free(recipe) == _row_free(trained), (
+        f"{recipe.name} differs from {trained.name} beyond {', '.join(ROW_KEYS)} and the ratio:"
+        " give it its own family name so that it trains in test_recipe_smoke"
+    )
+    cfg, twin = load_config(recipe), load_config(trained)
+    assert (cfg.paper.top1 is None) == (
+        twin.paper.top1 is None
+    ) and cfg.paper.source  # a row's number
+    assert (cfg.method is None) == (twin.method is None) and cfg.name != twin.name
+    _require_data(cfg.data.root)
+    total = SMOKE_TOTAL.get(cfg.data.dataset, 300)
+    small = load_config(recipe, [f"data.total={total}", f"data.cache_dir={decode_cache}"])
+    counts = describe_subset(small.data)["counts"]
+    assert sum(counts) == total
+    assert max(counts) / min(counts) == pytest.approx(cfg.data.imbalance_ratio, rel=0.5)
+
+
+def test_every_family_trains_one_member() -> None:
+    assert len(TRAINED) + len(CHECKED) == len(RECIPES) and len(CHECKED) > 20
+    assert {_family(r) for r in TRAINED} == {_family(r) for r in RECIPES}
+    assert Path(REPO / "recipes/cifar10_lt/ce_r100.yaml") in TRAINED
+    assert _trained(REPO / "recipes/cifar100_lt/two_stage_sc_r10_stage2.yaml").stem == (
+        "two_stage_sc_r100_stage2"
+    )
 
 
 def test_taunorm_runs_on_a_shipped_cifar_lt_recipe(
