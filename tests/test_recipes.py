@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from longtail.config import load_config
+from longtail.config import ProbeConfig, load_config
 from longtail.train.trainer import train
 from shared_data import REPO, require_fashion_mnist, require_shared
 
@@ -50,6 +50,11 @@ def _trained(recipe: Path) -> Path:
 
 
 TRAINED = [r for r in RECIPES if _trained(r) == r]
+# The default probe is one code path, smoked on each CIFAR source and one representation run; a
+# recipe with its own probe settings is smoked with them.
+PROBED = {
+    REPO / f"recipes/{r}.yaml" for r in ("cifar10_lt/ce_r100", "cifar100_lt/ce_r100", "ssl/simsiam")
+}
 CHECKED = [r for r in RECIPES if _trained(r) != r]
 
 
@@ -83,7 +88,9 @@ def test_recipe_smoke(
     cfg = load_config(recipe, unstaged)
     _require_data(cfg.data.root)
     total = SMOKE_TOTAL.get(cfg.data.dataset, 300)
+    probed = recipe in PROBED or cfg.probe != ProbeConfig()
     small = [
+        *([] if probed else ["probe.enabled=false"]),
         f"data.total={total}",  # the recipe's own ratio and profile, a few hundred images
         "data.test_limit=200",
         f"data.cache_dir={decode_cache}",
@@ -106,6 +113,7 @@ def test_recipe_smoke(
         cfg.data.imbalance_ratio, rel=0.5
     )
     assert final["paper_top1"] == cfg.paper.top1
+    assert ("probe" in final) == probed
 
 
 def _row_free(recipe: Path) -> dict[str, Any]:

@@ -137,13 +137,17 @@ def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:
         "strategy.proj_hidden=32",
         "strategy.proj_dim=16",
         "schedule.warmup_epochs=0",  # a planned length the resumed run shares
+        "train.max_steps_per_epoch=3",  # resuming at an epoch boundary needs no more
+        "probe.enabled=false",  # probes: tests/train/test_probe_run.py
         f"out_dir={out}",
         *extra,
     )
 
 
 def test_ce_stream_is_class_balanced(idx_root: Path, tmp_path: Path) -> None:
-    cfg = load_config(None, _overrides(idx_root, tmp_path, "train.epochs=1"))
+    cfg = load_config(
+        None, _overrides(idx_root, tmp_path, "train.epochs=1", "train.max_steps_per_epoch=null")
+    )
     data = prepare_data(cfg.data, torch.device("cpu"))
     parts = build_training(cfg, data, torch.device("cpu"))
     ce_labels = torch.cat([batch[3] for _ in range(20) for batch in parts.loader])
