@@ -12,6 +12,9 @@ from longtail.config import load_config
 from longtail.report import collect, markdown_table, report
 from longtail.train.trainer import train
 
+# one xdist worker runs this module (its fixtures train once): see tests/test_dist.py
+pytestmark = pytest.mark.xdist_group("report")
+
 
 def _base(root: Path) -> list[str]:
     return [

@@ -17,6 +17,9 @@ from longtail.summary import run_summary
 from longtail.train.trainer import train
 from shared_data import REPO
 
+# one xdist worker runs this module (its fixtures train once): see tests/test_dist.py
+pytestmark = pytest.mark.xdist_group("summary")
+
 
 def _overrides(root: Path) -> list[str]:
     return [

@@ -16,6 +16,9 @@ from longtail.errors import LongtailError
 from longtail.queue.merge import merge_bundle
 from longtail.queue.runner import run_queue
 
+# one xdist worker runs this module (its fixtures train once): see tests/test_dist.py
+pytestmark = pytest.mark.xdist_group("queue")
+
 
 def _merge_queue(queue_run: QueueRun, folder: Path, drop: tuple[str, ...] = ()) -> Path:
     """The shared run's queue entries, feeding a results file of this test's own."""

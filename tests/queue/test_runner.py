@@ -21,6 +21,9 @@ from longtail.queue.bundle import SUMMARY
 from longtail.queue.progress import RunProgress
 from longtail.queue.runner import Scheduler, run_queue
 
+# one xdist worker runs this module (its fixtures train once): see tests/test_dist.py
+pytestmark = pytest.mark.xdist_group("queue")
+
 
 def test_priority_decides_what_starts_first(queue_run: QueueRun) -> None:
     """The priority-1 entry starts before the priority-2 one listed above it, and priority 3 last."""

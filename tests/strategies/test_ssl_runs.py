@@ -21,6 +21,9 @@ from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import resume, train
 from ssl_helpers import knn_top1_bounds, pooled_by_hand, ssl_parts, ssl_run
 
+# one xdist worker runs this module (its fixtures train once): see tests/test_dist.py
+pytestmark = pytest.mark.xdist_group("ssl_runs")
+
 CPU = torch.device("cpu")
 
 
