@@ -121,6 +121,7 @@ def _help(command: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 OWN_ARGUMENTS = {
     "train": ["RECIPE.yaml", "key=value", "resume=RUN_DIR"],
     "eval": ["RUN_DIR", "key=value", "probe.*"],
+    "predict": ["RUN_DIR", "IMAGE|FOLDER", "--topk", "--json"],
     "taunorm": ["RUN_DIR", "key=value", "train.device"],
     "data": ["RECIPE.yaml", "key=value"],
     "pack": ["RECIPE.yaml", "OUT.npz", "--whole"],

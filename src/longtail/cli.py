@@ -144,6 +144,39 @@ def cmd_study(args: list[str]) -> None:
     print(run_study(args[0], args[1:]))
 
 
+def _predict_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="longtail predict",
+        exit_on_error=False,
+        description=textwrap.fill(SUMMARY["predict"], 100),
+        epilog=_examples(
+            "longtail predict runs/demo-20260101-120000 photo.png --topk 3",
+            "longtail predict runs/demo-20260101-120000 photos/ --json > predictions.json",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (model.safetensors)")
+    p.add_argument("target", metavar="IMAGE|FOLDER", help="an image file, or a folder of images")
+    p.add_argument("--topk", type=int, default=5, help="classes shown an image (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON list of records instead")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--batch-size", type=int, default=256, help="images a forward pass")
+    return p
+
+
+def cmd_predict(args: list[str]) -> None:
+    from longtail.deploy.predict import format_predictions, predict_files
+
+    try:
+        ns = _predict_parser().parse_args(args)
+    except (argparse.ArgumentError, SystemExit) as err:
+        raise LongtailError(
+            f"longtail predict: {err}: use 'longtail predict RUN_DIR IMAGE|FOLDER [--topk K]'"
+        ) from None
+    records = predict_files(ns.run_dir, ns.target, ns.topk, ns.batch_size, ns.device)
+    print(json.dumps(records) if ns.json else format_predictions(records))
+
+
 def _queue_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """``longtail queue``'s parser (parses and, with --help, describes) and its two actions'."""
     parser = argparse.ArgumentParser(
@@ -342,6 +375,7 @@ def _list_methods() -> None:
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "predict": cmd_predict,
     "taunorm": cmd_taunorm,
     "data": cmd_data,
     "pack": cmd_pack,
@@ -358,6 +392,8 @@ SUMMARY = {
     " the run folder.",
     "eval": "Re-evaluate a run's checkpoint on its test split (and re-probe its frozen backbone),"
     " print the result as JSON and write eval.json in the run folder.",
+    "predict": "Classify image files with a finished run's model (model.safetensors and"
+    " preprocess.json, no training data): print the top-k classes of each image.",
     "taunorm": "Tau-normalise a run's classifier: choose tau on a balanced validation split, test"
     " once at it, print the result as JSON and write taunorm.json in the run folder.",
     "data": "Print the per-class counts of a recipe's long-tailed training subset as one JSON"
@@ -453,6 +489,8 @@ def _help_parser(command: str, args: list[str]) -> argparse.ArgumentParser:
         p = _parser(command, _examples(example))
         p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder `longtail train` printed")
         p.add_argument("overrides", nargs="*", metavar="key=value", help=_eval_overrides())
+    elif command == "predict":
+        p = _predict_parser()
     elif command == "data":
         p = _parser(command, _examples("longtail data recipes/demo.yaml data.imbalance_ratio=10"))
         p.add_argument("recipe", nargs="?", metavar="RECIPE.yaml", help=recipe)

@@ -156,7 +156,9 @@ class RunFolder:
         """Remove what only a completed run may hold, before the run continues."""
         if not self.writes:
             return
-        for name in (FINAL, PLOT, PROBE_PLOT, "curves.png", "report.md"):  # eval/run_page.py's
+        # eval/run_page.py's pages; deploy/model_files.py's model.safetensors, preprocess.json
+        for name in (FINAL, PLOT, PROBE_PLOT, "curves.png", "report.md", "model.safetensors",
+                     "preprocess.json"):  # fmt: skip
             self.file(name).unlink(missing_ok=True)
 
     def write_config(self, text: str) -> None:

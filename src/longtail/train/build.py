@@ -55,10 +55,17 @@ def build_model(
 ) -> nn.Module:
     """The configured network on ``device``; with ``pretrained``, started from
     ``model.pretrained`` (training does; a checkpoint's reader does not need the file)."""
+    return build_network(cfg, data.num_classes, data.in_chans, device, pretrained)
+
+
+def build_network(
+    cfg: Config, num_classes: int, in_chans: int, device: torch.device, pretrained: bool = False
+) -> nn.Module:
+    """:func:`build_model` from the class and channel counts alone (``longtail predict``)."""
     model: nn.Module = create_model(
         cfg.model.name,
-        num_classes=data.num_classes,
-        in_chans=data.in_chans,
+        num_classes=num_classes,
+        in_chans=in_chans,
         classifier=cfg.model.classifier,
         **cfg.model.kwargs,
     )
@@ -66,7 +73,7 @@ def build_model(
         load_pretrained(model, cfg.model.pretrained)
     wrap_for_stage(model, cfg)  # type: ignore[arg-type]
     if cfg.strategy.name == "hybrid":
-        model = HybridNet(model, cfg.strategy, data.num_classes)
+        model = HybridNet(model, cfg.strategy, num_classes)
     elif cfg.strategy.name in ("kcl", "moco"):
         model = KCLNet(model, cfg.strategy)
     elif cfg.strategy.name == "simsiam":
@@ -314,13 +321,8 @@ def evaluate_model(
     if cfg.strategy.name in REPRESENTATION:
         return knn_summary(model, data, cfg, device)
     transform = input_transform(cfg.train.channels_last, data, device)
-
-    if cfg.eval.tau_norm is not None:
-        model = TauNormalized(model, cfg.eval.tau_norm)
-    if cfg.eval.posthoc_tau is not None:
-        model = PosthocAdjusted(model, data.train_counts, cfg.eval.posthoc_tau)
     return evaluate(
-        model,
+        evaluation_model(model, cfg, data.train_counts),
         data.test_images,
         data.test_labels,
         num_classes=data.num_classes,
@@ -331,6 +333,16 @@ def evaluate_model(
         many_threshold=cfg.eval.many_threshold,
         few_threshold=cfg.eval.few_threshold,
     )
+
+
+def evaluation_model(model: nn.Module, cfg: Config, train_counts: list[int]) -> nn.Module:
+    """``model`` as the run evaluates it: tau-normalised (``eval.tau_norm``) and/or logit-adjusted
+    by the training prior (``eval.posthoc_tau``) when the config asks."""
+    if cfg.eval.tau_norm is not None:
+        model = TauNormalized(model, cfg.eval.tau_norm)
+    if cfg.eval.posthoc_tau is not None:
+        model = PosthocAdjusted(model, train_counts, cfg.eval.posthoc_tau)
+    return model
 
 
 class PosthocAdjusted(nn.Module):

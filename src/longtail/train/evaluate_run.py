@@ -10,8 +10,10 @@ from typing import Any
 from torch import nn
 
 from longtail import runtime
-from longtail.config import Config, merge_config, overrides_tree, to_dict
+from longtail.config import REPRESENTATION, Config, merge_config, overrides_tree, to_dict
+from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
+from longtail.eval.monitor import monitor_names, monitor_prefix
 from longtail.io import atomic_write_json, rounded
 from longtail.run_folder import INDEX, RunFolder
 from longtail.train.build import build_model, evaluate_model
@@ -50,12 +52,16 @@ def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
     """
     cfg, data, model, epoch, run = _load_run(run_dir, overrides)
     device = data.test_labels.device
-    result = evaluate_model(model, data, cfg, device)
+    # a representation run's evaluation is its kNN monitor: knn_top1 etc., as in final.json
+    named = monitor_prefix(cfg.strategy.name in REPRESENTATION)
+    result = monitor_names(evaluate_model(model, data, cfg, device), named)
     if cfg.probe.enabled:
         result.update(probe_run(model, data, cfg, device, None))
     result["epoch"] = epoch
     result = rounded(result)  # as final.json: the same numbers, written the same way
     atomic_write_json(run.file("eval.json"), result)
+    # the run as trained (config.yaml), whatever this evaluation overrides; older runs get them too
+    write_model_files(run, model, run_record(run.read_config(), data))
     return result
 
 

@@ -13,6 +13,7 @@ import torch
 
 from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
+from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
 from longtail.io import atomic_write_json, atomic_write_text
@@ -181,6 +182,7 @@ def _run(
         final["peak_memory_mb"] = runtime.peak_memory_mb(device)
         run.write_final(final)
         if run.writes:
+            write_model_files(run, parts.model, run_record(cfg, data))  # deploy/model_files.py
             _write_pages(run, cfg, final)
         run.write_status("complete")
         return run.path
