@@ -28,7 +28,7 @@ demo: venv data
 test: venv data
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import time
 from pathlib import Path
@@ -144,7 +145,10 @@ class RunFolder:
                 " start the run anew"
             )
         try:
-            state = torch.load(path, map_location=map_location, weights_only=False)
+            try:  # tensors, numbers, strings and containers only (runtime.rng_state)
+                state = torch.load(path, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError:  # written before 2026-12-03 (NumPy's RNG tuple), by
+                state = torch.load(path, map_location=map_location, weights_only=False)  # us
         except Exception as err:  # a torn or foreign file: pickle, zip and torch errors alike
             raise LongtailError(f"cannot read {path} ({type(err).__name__}): start anew") from None
         missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]

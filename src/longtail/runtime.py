@@ -131,8 +131,12 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    """Every global generator's state, in types ``torch.load``'s safe default reads (tensors,
+    tuples, numbers, strings: NumPy's key array travels as a tensor)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    state["numpy"] = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -141,7 +145,12 @@ def rng_state() -> dict[str, Any]:
 def load_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    saved = state["numpy"]
+    if isinstance(saved, dict):
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state((saved["name"], keys, saved["pos"], saved["has_gauss"], saved["gauss"]))
+    else:  # a checkpoint written before the state was stored as a tensor: NumPy's own tuple
+        np.random.set_state(saved)
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
