@@ -134,8 +134,8 @@ def rng_state() -> dict[str, Any]:
     """Every global generator's state, in types ``torch.load``'s safe default reads (tensors,
     tuples, numbers, strings: NumPy's key array travels as a tensor)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state["numpy"] = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)),
+    name, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    state["numpy"] = {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                       "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
