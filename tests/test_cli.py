@@ -122,6 +122,7 @@ OWN_ARGUMENTS = {
     "train": ["RECIPE.yaml", "key=value", "resume=RUN_DIR"],
     "eval": ["RUN_DIR", "key=value", "probe.*"],
     "predict": ["RUN_DIR", "IMAGE|FOLDER", "--topk", "--json"],
+    "export": ["RUN_DIR"],
     "taunorm": ["RUN_DIR", "key=value", "train.device"],
     "data": ["RECIPE.yaml", "key=value"],
     "pack": ["RECIPE.yaml", "OUT.npz", "--whole"],

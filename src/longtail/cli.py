@@ -177,6 +177,14 @@ def cmd_predict(args: list[str]) -> None:
     print(json.dumps(records) if ns.json else format_predictions(records))
 
 
+def cmd_export(args: list[str]) -> None:
+    from longtail.deploy.export import export_run
+
+    if len(args) != 1 or args[0].startswith("-"):
+        raise LongtailError("longtail export needs one run folder: longtail export runs/<run>")
+    print(json.dumps(export_run(args[0])))
+
+
 def _queue_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """``longtail queue``'s parser (parses and, with --help, describes) and its two actions'."""
     parser = argparse.ArgumentParser(
@@ -376,6 +384,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,
+    "export": cmd_export,
     "taunorm": cmd_taunorm,
     "data": cmd_data,
     "pack": cmd_pack,
@@ -394,6 +403,8 @@ SUMMARY = {
     " print the result as JSON and write eval.json in the run folder.",
     "predict": "Classify image files with a finished run's model (model.safetensors and"
     " preprocess.json, no training data): print the top-k classes of each image.",
+    "export": "Write a finished run's classifier as a torch.export program (model.pt2: uint8 images"
+    " in, logits out, normalisation inside), checked against eager; print a JSON summary.",
     "taunorm": "Tau-normalise a run's classifier: choose tau on a balanced validation split, test"
     " once at it, print the result as JSON and write taunorm.json in the run folder.",
     "data": "Print the per-class counts of a recipe's long-tailed training subset as one JSON"
@@ -491,6 +502,11 @@ def _help_parser(command: str, args: list[str]) -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="key=value", help=_eval_overrides())
     elif command == "predict":
         p = _predict_parser()
+    elif command == "export":
+        p = _parser(command, _examples("longtail export runs/demo-20260101-120000"))
+        p.add_argument(
+            "run_dir", metavar="RUN_DIR", help="a finished run folder (model.safetensors)"
+        )
     elif command == "data":
         p = _parser(command, _examples("longtail data recipes/demo.yaml data.imbalance_ratio=10"))
         p.add_argument("recipe", nargs="?", metavar="RECIPE.yaml", help=recipe)

@@ -183,3 +183,40 @@ def test_a_representation_run_has_no_classifier_to_predict_with(
     assert (run / MODEL).is_file()  # its weights are still there to take away
     with pytest.raises(LongtailError, match="representation-learning run .*never trained"):
         predict_files(run, test_folder)
+
+
+@pytest.mark.parametrize("kind", list(RUNS))
+def test_the_exported_program_equals_eager_and_predicts_evals_top1(
+    runs: dict[str, Path], test_folder: Path, kind: str
+) -> None:
+    from longtail.deploy.export import Uint8Classifier, export_run
+    from longtail.deploy.predict import image_files, load_predictor
+
+    run = runs[kind]
+    summary = export_run(run)
+    program = torch.export.load(str(run / "model.pt2")).module()
+    predictor = load_predictor(run)
+    paths = image_files(test_folder)
+    images = torch.from_numpy(np.stack([predictor.load_image(p) for p in paths]))
+    record = predictor.record
+    eager = Uint8Classifier(predictor.model, record["mean"], record["std"], 1).eval()
+    with torch.no_grad():
+        got, want = program(images), eager(images)
+        one = program(images[:1])  # any batch size
+    assert summary["max_abs_diff"] <= 1e-4 * summary["logit_scale"]
+    assert torch.allclose(got, want, rtol=0, atol=1e-4 * max(float(want.abs().max()), 1.0))
+    assert torch.allclose(one, got[:1], rtol=0, atol=1e-4 * max(float(want.abs().max()), 1.0))
+    names = [record["classes"][i].replace("/", "_") for i in got.argmax(dim=1).tolist()]
+    top1 = 100.0 * sum(n == p.parent.name for n, p in zip(names, paths, strict=True)) / len(paths)
+    assert top1 == pytest.approx(json.loads((run / "final.json").read_text())["top1"], abs=1e-6)
+
+
+def test_export_on_the_command_line_prints_its_summary(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(runs["plain"])]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (
+        summary["input"] == "uint8 [B, 1, 28, 28]" and summary["output"] == "float32 logits [B, 10]"
+    )
+    assert main(["export"]) == 2 and "needs one run folder" in capsys.readouterr().err

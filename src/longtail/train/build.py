@@ -351,6 +351,14 @@ class PosthocAdjusted(nn.Module):
     def __init__(self, model: nn.Module, class_counts: list[int], tau: float) -> None:
         super().__init__()
         self.model, self.counts, self.tau = model, class_counts, tau
+        # the correction of zero logits: logit_adjust_posthoc(z) = z + this, computed once so the
+        # forward holds no data-dependent check (torch.export traces it; deploy/export.py)
+        where = next(model.parameters()).device
+        zero = torch.zeros(1, len(class_counts), device=where)
+        self.register_buffer("offset", logit_adjust_posthoc(zero, class_counts, tau)[0])
+
+    offset: torch.Tensor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return logit_adjust_posthoc(self.model(x), self.counts, self.tau)
+        logits = self.model(x)
+        return logits.to(torch.promote_types(logits.dtype, torch.float32)) + self.offset
