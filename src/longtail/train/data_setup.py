@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from longtail.config import DataConfig
 from longtail.data.arrays import ImageArrays
 from longtail.data.augment import channel_stats, normalize
+from longtail.data.class_names import align_labels
 from longtail.data.loader import to_device_tensor
 from longtail.data.lt_index import (
     counts_for_total,
@@ -184,11 +185,8 @@ def prepare_data(cfg: DataConfig, device: torch.device) -> PreparedData:
         return prepare_streamed(cfg, device)
     full = load_arrays(cfg, "train")
     test = load_arrays(cfg, "test")
-    if test.num_classes != full.num_classes:
-        raise LongtailError(
-            f"train has {full.num_classes} classes but test has {test.num_classes}: both splits"
-            " must hold the same class folders"
-        )
+    test = replace(test, labels=align_labels(test.labels, test.classes, full.classes, "test"),
+                   classes=list(full.classes))  # fmt: skip
     meta = read_pack_meta(cfg.root) if cfg.dataset == "pack" else None
     if meta is not None and not is_source_pack(meta):  # the pack's train split IS the subset
         record, train = _pack_record(cfg, meta), full
@@ -269,9 +267,16 @@ def prepare_validation(
     :func:`validation_indices` of the spare training images."""
     if has_published_val(cfg):
         val = load_arrays(cfg, "val")
+        listed = list_files(cfg.dataset, cfg.root, "train", list_file(cfg, "train"),
+                            check_files=False)  # fmt: skip
+        train_classes = listed[2] if listed is not None else load_arrays(cfg, "train").classes
         return (
             to_device_tensor(val.images, device),
-            torch.as_tensor(val.labels, dtype=torch.int64, device=device),
+            torch.as_tensor(
+                align_labels(val.labels, val.classes, train_classes, "val"),
+                dtype=torch.int64,
+                device=device,
+            ),  # fmt: skip
             np.arange(len(val.labels), dtype=np.int64),
         )
     if cfg.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.root)):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from longtail.config import DataConfig
+from longtail.data.class_names import align_labels
 from longtail.data.registry import list_files
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
@@ -100,7 +101,8 @@ def prepare_streamed(cfg: DataConfig, device: torch.device) -> PreparedData:
             " Places-LT, iNaturalist)"
         )
     paths, labels, classes = _files(cfg, "train")
-    test_paths, test_labels, _ = _files(cfg, "test")
+    test_paths, test_labels, test_classes = _files(cfg, "test")
+    test_labels = align_labels(test_labels, test_classes, classes, "test")
     if len(test_labels) and int(test_labels.max()) >= len(classes):
         raise LongtailError(
             f"the test split has labels up to {int(test_labels.max())} but the training split"
