@@ -388,8 +388,17 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         raise LongtailError(
             f"{what} {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
         )
+    data = path.read_bytes()
     try:
-        loaded = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}  # noqa: S506
+        text = data.decode("utf-8-sig")  # a byte-order mark is read, not refused
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise LongtailError(
+            f"{what} {path}:{line} is not UTF-8 text (byte 0x{data[err.start]:02x}): save it as"
+            " UTF-8"
+        ) from None
+    try:
+        loaded = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506
     except DuplicateKeyError as err:
         raise LongtailError(f"{what} {path}: {err}") from None
     except yaml.YAMLError as err:

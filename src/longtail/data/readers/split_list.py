@@ -31,6 +31,21 @@ class FileList:
     num_classes: int
 
 
+def _text_lines(list_file: Path) -> list[str]:
+    """The list's lines: UTF-8, with or without a byte-order mark, LF or CRLF line ends (both read
+    as they are meant); any other encoding is one line naming the first bad byte's line."""
+    data = list_file.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a leading BOM (Windows editors) is not part of a path
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise LongtailError(
+            f"{list_file}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}): save the list as"
+            " UTF-8"
+        ) from None
+    return text.splitlines()
+
+
 def read_split_list(
     list_file: str | Path, image_root: str | Path, check_files: bool = True
 ) -> FileList:
@@ -50,27 +65,32 @@ def read_split_list(
         )
     paths: list[Path] = []
     labels: list[int] = []
-    with list_file.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{list_file}:{number}"
-            if len(fields) != 2:
-                raise LongtailError(
-                    f"{where}: expected 'relative/path label', got {len(fields)} fields: "
-                    "fix that line"
-                )
-            try:
-                label = int(fields[1])
-            except ValueError:
-                raise LongtailError(
-                    f"{where}: label {fields[1]!r} is not an integer: fix that line"
-                ) from None
-            if label < 0:
-                raise LongtailError(f"{where}: label {label} is negative: labels start at 0")
-            paths.append(image_root / fields[0])
-            labels.append(label)
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(_text_lines(list_file), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{list_file}:{number}"
+        if len(fields) != 2:
+            raise LongtailError(
+                f"{where}: expected 'relative/path label', got {len(fields)} fields: fix that line"
+            )
+        try:
+            label = int(fields[1])
+        except ValueError:
+            raise LongtailError(
+                f"{where}: label {fields[1]!r} is not an integer: fix that line"
+            ) from None
+        if label < 0:
+            raise LongtailError(f"{where}: label {label} is negative: labels start at 0")
+        if fields[0] in first_line:  # counted twice would skew the class counts silently
+            raise LongtailError(
+                f"{where}: {fields[0]} is listed again (first at line {first_line[fields[0]]}):"
+                " remove the duplicate line"
+            )
+        first_line[fields[0]] = number
+        paths.append(image_root / fields[0])
+        labels.append(label)
     if not paths:
         raise LongtailError(
             f"split list {list_file} lists no images: fill it with 'path label' lines"
