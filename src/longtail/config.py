@@ -392,9 +392,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark is read, not refused
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
+        bad_line = data[: err.start].count(b"\n") + 1
         raise LongtailError(
-            f"{what} {path}:{line} is not UTF-8 text (byte 0x{data[err.start]:02x}): save it as"
+            f"{what} {path}:{bad_line} is not UTF-8 text (byte 0x{data[err.start]:02x}): save it as"
             " UTF-8"
         ) from None
     try:
