@@ -96,6 +96,18 @@ class RunFolder:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
         handle.flush()
         self._lock = handle
+        self.remove_stale_temps()
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete the hidden ``.NAME.XXXX.tmp`` files (io.atomic_write's) a killed write left.
+
+        Only the folder's owner calls this (:meth:`claim`): no live write of this folder exists.
+        Returns what was removed.
+        """
+        stale = [p for p in self.path.glob(".*.tmp") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def release(self) -> None:
         """Give the folder up (the end of a run; a process that dies releases it anyway)."""
@@ -107,17 +119,26 @@ class RunFolder:
     def create(cls, out_dir: str | Path, name: str) -> RunFolder:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(out_dir) / f"{stamp}-{name}"
-        path, k = base, 1
-        while path.exists():
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
         try:
-            path.mkdir(parents=True)
+            base.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise LongtailError(
-                f"cannot create run folder {path} ({err.strerror}): set out_dir to a writable folder"
+                f"cannot create out_dir {base.parent} ({err.strerror}): set out_dir to a writable"
+                " folder"
             ) from None
-        return cls(path)
+        for k in range(1, 10_000):  # mkdir is atomic: two processes never get one folder
+            path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise LongtailError(
+                    f"cannot create run folder {path} ({err.strerror}): set out_dir to a writable"
+                    " folder"
+                ) from None
+            return cls(path)
+        raise LongtailError(f"{base}-2 ... -9999 all exist: clean up {base.parent}")
 
     @classmethod
     def open(cls, path: str | Path) -> RunFolder:

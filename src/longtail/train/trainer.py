@@ -140,6 +140,8 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
             " type that wrote it (train.device)"
         ) from None
     run.write_config(to_yaml(cfg))
+    # "running" before the results go: a kill in between never leaves "complete" without final.json
+    run.write_status("running", epoch=state["epoch"])
     run.clear_results()
     run.truncate_metrics(state["epoch"])
     within = state.get("within")  # a checkpoint from inside an epoch: continue at its next batch
