@@ -317,7 +317,7 @@ def test_a_nan_loss_stops_every_rank_with_one_line(idx_root: Path, tmp_path: Pat
     errors = [x for x in logs.with_suffix(".err").read_text().splitlines() if "error:" in x]
     assert proc.returncode != 0
     assert len(errors) == 1 and errors[0].startswith("error: training loss became nan in epoch 1")
-    assert "lower optim.lr" in errors[0] and "no epoch had finished" in errors[0]
+    assert "lower optim.lr" in errors[0] and "no checkpoint was written yet" in errors[0]
     (folder,) = out.iterdir()
     assert json.loads((folder / "status.json").read_text())["state"] == "failed"
     assert not (folder / "final.json").exists()

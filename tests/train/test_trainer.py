@@ -125,11 +125,49 @@ def test_nan_loss_stops_with_one_line_and_keeps_no_final(idx_root: Path, tmp_pat
     assert json.loads((run / "status.json").read_text())["state"] == "failed"
 
 
+def test_a_loss_diverging_after_a_checkpoint_names_its_steps_and_resumes_at_a_lower_rate(
+    idx_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    import torch
+
+    from longtail.optim.stepper import Stepper
+
+    step, calls = Stepper.__call__, []
+
+    def diverging(self, batch, lr):  # type: ignore[no-untyped-def]
+        calls.append(lr)
+        loss = step(self, batch, lr)
+        return loss * float("nan") if len(calls) > steps_per_epoch else loss
+
+    from longtail.train.data_setup import describe_subset
+
+    cfg = _cfg(
+        idx_root, tmp_path, "train.epochs=2", "schedule.warmup_epochs=0", "probe.enabled=false"
+    )
+    steps_per_epoch = describe_subset(cfg.data)["total"] // cfg.train.batch_size  # drop_last
+    monkeypatch.setattr(Stepper, "__call__", diverging)
+    with pytest.raises(LongtailError) as info:
+        train(cfg)
+    (run,) = tmp_path.iterdir()
+    message = str(info.value)
+    spe = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"]
+    assert re.search(rf"loss became nan in epoch 2, steps {spe + 1}-{2 * spe}:", message), message
+    assert f"longtail train resume={run} optim.lr=" in message and "\n" not in message
+    monkeypatch.setattr(Stepper, "__call__", step)
+    lower = float(message.rsplit("optim.lr=", 1)[1])
+    resumed = resume(run, [f"optim.lr={lower}"])
+    assert json.loads((resumed / "final.json").read_text())["epochs"] == 2
+    assert load_config(resumed / "config.yaml").optim.lr == lower
+    assert torch.load(resumed / "checkpoint.pt")["epoch"] == 2
+
+
 def test_resume_rules(idx_root: Path, tmp_path: Path) -> None:
     run = train(_cfg(idx_root, tmp_path, "train.epochs=2"))
     first = json.loads((run / "final.json").read_text())
     with pytest.raises(LongtailError, match="cannot be changed here"):
-        resume(run, ["optim.lr=0.5"])
+        resume(run, ["optim.weight_decay=0.5"])
     with pytest.raises(LongtailError, match="below the 2 epochs already done"):
         resume(run, ["train.epochs=1"])
     assert json.loads((run / "final.json").read_text()) == first  # refused: nothing touched

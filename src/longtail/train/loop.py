@@ -77,15 +77,25 @@ def fit(
             loss_sum += torch.as_tensor(within["loss_sum"], device=device)
         t0 = time.perf_counter()
         lr = cfg.optim.lr
+        synced = done  # batches of this epoch already checked finite
         for i, batch in enumerate(loader, start=done):
             step = epoch * steps_per_epoch + i
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
             loss_sum += parts.step(batch, lr)
             if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
                 mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
-                _check_finite(mean_loss, epoch, run)
+                _check_finite(
+                    mean_loss, epoch, (step - i + synced + 1, step + 1), run, cfg.optim.lr
+                )
+                synced = i + 1
                 progress.update(i + 1 - done - progress.epoch_steps, epoch, epochs, mean_loss)
             if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
+                # never checkpoint a diverged model: the loss is checked first (a host sync)
+                mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
+                _check_finite(
+                    mean_loss, epoch, (step - i + synced + 1, step + 1), run, cfg.optim.lr
+                )
+                synced = i + 1
                 elapsed = before_s + time.perf_counter() - t0
                 within_now = {
                     "batch": i + 1,
@@ -169,15 +179,18 @@ def fit(
     }
 
 
-def _check_finite(loss: float, epoch: int, run: RunFolder) -> None:
-    """Stop on a NaN/inf loss. The loss is averaged over ranks, so every rank stops alike."""
-    if not math.isfinite(loss):
-        kept = (
-            f"the last good checkpoint is kept in {run.path}"
-            if run.file(CHECKPOINT).exists()
-            else f"no epoch had finished; the run folder is {run.path}"
-        )
-        raise LongtailError(
-            f"training loss became {loss} in epoch {epoch + 1}: lower optim.lr ({kept})",
-            every_rank=True,
-        )
+def _check_finite(
+    loss: float, epoch: int, steps: tuple[int, int], run: RunFolder, lr: float
+) -> None:
+    """Stop on a NaN/inf loss, naming the epoch and the steps since the last sync (1-based, of the
+    whole run), and the resume that continues from the last good checkpoint at a lower rate. The
+    loss is averaged over ranks, so every rank stops alike."""
+    if math.isfinite(loss):
+        return
+    where = f"epoch {epoch + 1}, steps {steps[0]}-{steps[1]}"
+    if run.file(CHECKPOINT).exists():
+        then = f"longtail train resume={run.path} optim.lr={lr / 10:g}"
+        fix = f"resume from the last good checkpoint at a lower rate:  {then}"
+    else:
+        fix = f"no checkpoint was written yet ({run.path}): start anew with a lower optim.lr"
+    raise LongtailError(f"training loss became {loss} in {where}: {fix}", every_rank=True)

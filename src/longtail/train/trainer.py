@@ -27,8 +27,10 @@ from longtail.train.tensorboard_log import require_tensorboard
 
 # What may change when a run continues: its length and where and how it runs, never what it learns.
 # The probes read the finished backbone only, so they may change too.
+# optim.lr: the way on after a diverged loss (loop._check_finite); the run then differs from its
+# recipe from the resumed step on, as its config.yaml records
 RESUMABLE = ("train.epochs", "train.progress", "train.device", "train.threads", "probe", "log",
-             "train.checkpoint_every_steps", "data.workers")  # fmt: skip
+             "train.checkpoint_every_steps", "data.workers", "optim.lr")  # fmt: skip
 
 
 def train(cfg: Config) -> Path:
