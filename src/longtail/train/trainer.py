@@ -117,15 +117,26 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
         ]
     )
     state = run.load_checkpoint()
+    cfg, device, shard = _place(cfg)  # an older folder's precision=auto resolves here
+    run.writes = shard.main
+    if shard.main:
+        run.claim()  # before anything is touched: a live run's folder is refused
+    try:  # a refusal below frees the folder again (an in-process caller may retry)
+        return _continue(run, cfg, device, shard, state)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _continue(
+    run: RunFolder, cfg: Config, device: torch.device, shard: launch.Shard, state: dict[str, Any]
+) -> Path:
+    """The rest of :func:`resume`, in the claimed folder: check, rebuild, load, train on."""
     if cfg.train.epochs < state["epoch"]:
         raise LongtailError(
             f"train.epochs={cfg.train.epochs} is below the {state['epoch']} epochs already done:"
             " pass train.epochs >= that to continue"
         )
-    cfg, device, shard = _place(cfg)  # an older folder's precision=auto resolves here
-    run.writes = shard.main
-    if shard.main:
-        run.claim()  # before anything is touched: a live run's folder is refused
     require_tensorboard(cfg.log.tensorboard)  # log.* may change on a resume
     data_cfg = cfg.data
     if data_cfg.dataset != "pack":
