@@ -46,3 +46,31 @@ def check_values(cfg: Any) -> None:
             f"optim.momentum={cfg.optim.momentum} must be in [0, 1) (1 never forgets a gradient):"
             " e.g. 0.9"
         )
+    _check_ranges(cfg)
+
+
+# (section, key, lowest allowed, strict, why): each a one-line error when out of range
+RANGES: tuple[tuple[str, str, float, bool, str], ...] = (
+    ("augment", "padding", 0, False, "pixels of padding"),
+    ("strategy", "temperature", 0, True, "a softmax temperature"),
+    ("strategy", "k", 1, False, "positives an anchor draws"),
+    ("strategy", "queue_size", 0, False, "queued keys"),
+)
+
+
+def _check_ranges(cfg: Any) -> None:
+    """Lower bounds of values that no method reads as a switch (any strategy may set them)."""
+    for section, name, low, strict, what in RANGES:
+        value = getattr(getattr(cfg, section), name, None)
+        if value is None:
+            continue
+        if value < low or (strict and value == low):
+            bound = f"> {low:g}" if strict else f">= {low:g}"
+            raise LongtailError(f"{section}.{name}={value} must be {bound} ({what}): fix it")
+    milestones = cfg.schedule.milestones or []
+    if any(m < 0 for m in milestones):
+        raise LongtailError(
+            f"schedule.milestones={milestones} must be epochs >= 0: e.g. [160, 180]"
+        )
+    if cfg.eval.tau_norm is not None and cfg.eval.tau_norm < 0:
+        raise LongtailError(f"eval.tau_norm={cfg.eval.tau_norm} must be >= 0 (Kang et al.: 0..2)")
