@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from longtail.errors import LongtailError
+from longtail.text_files import read_utf8_text
 
 
 @dataclass
@@ -388,15 +389,9 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
         raise LongtailError(
             f"{what} {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
         )
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # a byte-order mark is read, not refused
-    except UnicodeDecodeError as err:
-        bad_line = data[: err.start].count(b"\n") + 1
-        raise LongtailError(
-            f"{what} {path}:{bad_line} is not UTF-8 text (byte 0x{data[err.start]:02x}): save it as"
-            " UTF-8"
-        ) from None
+    text = read_utf8_text(  # a byte-order mark is read, not refused
+        path, lambda n, b: f"{what} {path}:{n} is not UTF-8 text (byte 0x{b:02x}): save it as UTF-8"
+    )
     try:
         loaded = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506
     except DuplicateKeyError as err:

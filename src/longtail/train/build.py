@@ -350,7 +350,7 @@ class PosthocAdjusted(nn.Module):
 
     def __init__(self, model: nn.Module, class_counts: list[int], tau: float) -> None:
         super().__init__()
-        self.model, self.counts, self.tau = model, class_counts, tau
+        self.model = model
         # the correction of zero logits: logit_adjust_posthoc(z) = z + this, computed once so the
         # forward holds no data-dependent check (torch.export traces it; deploy/export.py)
         where = next(model.parameters()).device

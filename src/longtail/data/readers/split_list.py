@@ -14,6 +14,7 @@ import numpy as np
 from longtail.data.arrays import ImageArrays
 from longtail.data.readers._decode import decode_files
 from longtail.errors import LongtailError
+from longtail.text_files import read_utf8_text
 
 
 @dataclass
@@ -34,15 +35,10 @@ class FileList:
 def _text_lines(list_file: Path) -> list[str]:
     """The list's lines: UTF-8, with or without a byte-order mark, LF or CRLF line ends (both read
     as they are meant); any other encoding is one line naming the first bad byte's line."""
-    data = list_file.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # a leading BOM (Windows editors) is not part of a path
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise LongtailError(
-            f"{list_file}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x}): save the list as"
-            " UTF-8"
-        ) from None
+    text = read_utf8_text(  # a leading BOM (Windows editors) is not part of a path
+        list_file,
+        lambda n, b: f"{list_file}:{n}: not UTF-8 text (byte 0x{b:02x}): save the list as UTF-8",
+    )
     return text.splitlines()
 
 
