@@ -82,20 +82,19 @@ def fit(
             step = epoch * steps_per_epoch + i
             lr = cfg.optim.lr * lr_factor(step, steps_per_epoch, epochs, cfg.schedule)
             loss_sum += parts.step(batch, lr)
-            if (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch:
+            sync_now = (i + 1) % SYNC_EVERY == 0 or i + 1 == steps_per_epoch
+            save_now = (
+                every is not None and every > 0 and (i + 1) % every == 0 and i + 1 < steps_per_epoch
+            )
+            if sync_now or save_now:  # a diverged model is never checkpointed: checked first
                 mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
                 _check_finite(
                     mean_loss, epoch, (step - i + synced + 1, step + 1), run, cfg.optim.lr
                 )
                 synced = i + 1
+            if sync_now:
                 progress.update(i + 1 - done - progress.epoch_steps, epoch, epochs, mean_loss)
-            if every and (i + 1) % every == 0 and i + 1 < steps_per_epoch:
-                # never checkpoint a diverged model: the loss is checked first (a host sync)
-                mean_loss = launch.mean_over_ranks(loss_sum, shard).item() / (i + 1)
-                _check_finite(
-                    mean_loss, epoch, (step - i + synced + 1, step + 1), run, cfg.optim.lr
-                )
-                synced = i + 1
+            if save_now:
                 elapsed = before_s + time.perf_counter() - t0
                 within_now = {
                     "batch": i + 1,
