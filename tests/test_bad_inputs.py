@@ -94,12 +94,12 @@ BAD_VALUES = [
     "nokey",
 ]
 # refused by `longtail train` when it builds the model or picks the device, before a run folder
-BAD_AT_BUILD = [
-    "model.kwargs.bogus=1",
-    "model.kwargs.width=-1",
-    "model.name=resnet9000",
-    "train.device=tpu",
-]
+BAD_AT_BUILD = {  # the value, and what its line says
+    "model.kwargs.bogus=1": "bogus",
+    "model.kwargs.width=-1": "width",
+    "model.name=resnet9000": "resnet9000",
+    "train.device=tpu": "tpu",
+}
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
@@ -134,8 +134,8 @@ def test_a_bad_model_or_device_stops_before_a_run_folder(
     value: str, idx_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "runs"
-    args = [*tiny_run(idx_root, "train.epochs=1", "probe.enabled=false"), f"out_dir={out}", value]
-    _one_line_error(capsys, main(["train", *args]))
+    args = [*tiny_run(idx_root, "probe.enabled=false"), f"out_dir={out}", value]  # fails first
+    assert BAD_AT_BUILD[value] in _one_line_error(capsys, main(["train", "recipes/demo.yaml", *args]))
     assert not out.exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -11,11 +13,40 @@ from typing import Any, BinaryIO
 
 import torch
 
+from longtail.errors import LongtailError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)  # the disk, or the user's quota on it, is full
+
+
+class DiskFullError(LongtailError, OSError):
+    """A write that found no space: one line naming the file and the fix; still an ``OSError``
+    for callers whose writes are best-effort (the data cache)."""
+
+    def __init__(self, path: Path, then: str = "run again") -> None:
+        self.path = path
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was kept"
+        super().__init__(
+            f"no space left on the disk of {path.parent} writing {path.name} ({kept}): free space"
+            f" there, then {then}"
+        )
+
+    def then(self, step: str) -> DiskFullError:
+        """The same error, with the step after freeing space (the command that continues)."""
+        return DiskFullError(self.path, step)
+
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, fsync it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write through ``write(file)`` into a temp file beside ``path``, fsync it, then rename.
+
+    A full disk raises :class:`DiskFullError` and leaves ``path`` as it was (the last complete
+    checkpoint or result stays); the temp file is removed.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        _raise_if_full(err, path)
+        raise
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -23,9 +54,16 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            _raise_if_full(err, path)
         raise
+
+
+def _raise_if_full(err: OSError, path: Path) -> None:
+    if err.errno in FULL:
+        raise DiskFullError(path) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -52,4 +90,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save`` atomically. Serialised in memory first, then written in one call: torch's
+    writer turns a full disk into an opaque RuntimeError, a plain write raises ENOSPC."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))

@@ -11,7 +11,11 @@ Layout (one folder per run, named ``<YYYYmmdd-HHMMSS>-<name>`` so the newest sor
     per_class.png    per-class test accuracy against training count
     probe_per_class.png  per-class linear-probe accuracy of the frozen features (probe.enabled)
 
-``final.json`` exists only for a completed run, so a crashed run never looks complete.
+``final.json`` exists only for a completed run, so a crashed run never looks complete. It is the
+last result a run writes (after the model files and pages) and status.json's "complete" follows it;
+a kill between the two leaves status "running" beside final.json, which :meth:`RunFolder.read_state`
+reads as "complete" once no process holds the folder, and which the next :meth:`RunFolder.claim`
+rewrites as "complete".
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ import torch
 
 from longtail.config import Config, from_dict, read_yaml_mapping
 from longtail.errors import LongtailError
-from longtail.io import atomic_torch_save, atomic_write_json, atomic_write_text, rounded
+from longtail.io import (
+    FULL,
+    DiskFullError,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    rounded,
+)
 
 CONFIG = "config.yaml"
 INDEX = "lt_index.json"
@@ -97,6 +108,12 @@ class RunFolder:
         handle.flush()
         self._lock = handle
         self.remove_stale_temps()
+        self._reconcile_status()
+
+    def _reconcile_status(self) -> None:
+        """A run killed between final.json and its "complete" status: write the status it reached."""
+        if self._status_field("state") != "complete" and self.file(FINAL).is_file():
+            self.write_status("complete", reconciled="final.json was written, the status was not")
 
     def remove_stale_temps(self) -> list[Path]:
         """Delete the hidden ``.NAME.XXXX.tmp`` files (io.atomic_write's) a killed write left.
@@ -196,20 +213,35 @@ class RunFolder:
             return
         atomic_write_json(self.file(STATUS), {"state": state, "time": time.time(), **extra})
 
-    def read_state(self) -> str:
-        """status.json's state (running, complete, failed, interrupted), or "unknown"."""
+    def _status_field(self, key: str) -> Any:
         try:
-            state = json.loads(self.file(STATUS).read_text()).get("state")
+            return json.loads(self.file(STATUS).read_text()).get(key)
         except (OSError, ValueError, AttributeError):
-            return "unknown"
+            return None
+
+    def read_state(self) -> str:
+        """How the run stands: running, complete, failed, interrupted, or "unknown".
+
+        status.json's state, except that a folder no process holds and that has final.json is
+        "complete": final.json is written after every other result, so a status that says
+        otherwise was cut off (a kill, or a full disk, after final.json and before the status).
+        """
+        state = self._status_field("state")
+        if state != "complete" and self.file(FINAL).is_file() and not is_live(self.path):
+            return "complete"
         return str(state) if state else "unknown"
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         if not self.writes:
             return
-        with self.file(METRICS).open("a") as f:
-            f.write(json.dumps(rounded(record), allow_nan=False) + "\n")
-            f.flush()
+        try:
+            with self.file(METRICS).open("a") as f:
+                f.write(json.dumps(rounded(record), allow_nan=False) + "\n")
+                f.flush()
+        except OSError as err:  # a torn last line is skipped by read_metrics
+            if err.errno in FULL:
+                raise DiskFullError(self.file(METRICS)) from None
+            raise
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Parsed records; a torn line (a crash mid-write) is skipped."""

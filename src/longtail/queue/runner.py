@@ -120,10 +120,11 @@ def _read_state(runs: Path) -> dict[str, str]:
 
 
 def _status(run: Path) -> str | None:
-    try:
-        return str(json.loads((run / "status.json").read_text())["state"])
-    except (OSError, ValueError, KeyError):
-        return None
+    """The run's state as :meth:`RunFolder.read_state` reads it; None without a status."""
+    from longtail.run_folder import RunFolder  # imports torch: only once a run exists
+
+    state = RunFolder(run).read_state()
+    return None if state == "unknown" else state
 
 
 def _estimate(entry: Entry, device: Device) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from longtail.config import Config, merge_config, overrides_tree, to_dict, to_ya
 from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
-from longtail.io import atomic_write_json, atomic_write_text
+from longtail.io import DiskFullError, atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
@@ -174,6 +175,13 @@ def _write_pages(run: RunFolder, cfg: Config, final: dict[str, Any]) -> None:
         )
 
 
+def _write_failed(run: RunFolder, error: str) -> None:
+    """status "failed", if the disk lets it: the error being raised matters more than the status
+    (on a full disk the status stays "running", which a folder no process holds reads as stale)."""
+    with contextlib.suppress(OSError):
+        run.write_status("failed", error=error)
+
+
 def _run(
     cfg: Config,
     data: PreparedData,
@@ -195,19 +203,25 @@ def _run(
             check_frozen(parts.model, parts.frozen)
             final["frozen_tensors_unchanged"] = len(parts.frozen)
         final["peak_memory_mb"] = runtime.peak_memory_mb(device)
-        run.write_final(final)
-        if run.writes:
+        if run.writes:  # final.json last of the results: its presence means they are all there
             write_model_files(run, parts.model, run_record(cfg, data))  # deploy/model_files.py
             _write_pages(run, cfg, final)
-        run.write_status("complete")
+        run.write_final(final)
+        run.write_status("complete")  # a kill just before: RunFolder.read_state reads "complete"
         return run.path
     except KeyboardInterrupt:
         run.write_status("interrupted")
         raise LongtailError(
             f"interrupted: continue with  longtail train resume={run.path}"
         ) from None
+    except DiskFullError as err:  # the checkpoint before the failed write is whole (io.py)
+        resumable = run.file(CHECKPOINT).is_file()
+        full = err.then(f"continue with  longtail train resume={run.path}" if resumable
+                        else "start the run anew (it had no checkpoint yet)")  # fmt: skip
+        _write_failed(run, str(full))
+        raise full from None
     except BaseException as err:
-        run.write_status("failed", error=f"{type(err).__name__}: {err}")
+        _write_failed(run, f"{type(err).__name__}: {err}")
         raise
     finally:
         run.release()  # ended, failed or interrupted: the folder is free for a resume
