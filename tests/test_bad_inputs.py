@@ -135,7 +135,9 @@ def test_a_bad_model_or_device_stops_before_a_run_folder(
 ) -> None:
     out = tmp_path / "runs"
     args = [*tiny_run(idx_root, "probe.enabled=false"), f"out_dir={out}", value]  # fails first
-    assert BAD_AT_BUILD[value] in _one_line_error(capsys, main(["train", "recipes/demo.yaml", *args]))
+    assert BAD_AT_BUILD[value] in _one_line_error(
+        capsys, main(["train", "recipes/demo.yaml", *args])
+    )
     assert not out.exists()
 
 
