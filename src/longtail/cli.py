@@ -32,6 +32,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from longtail.errors import LongtailError
 
@@ -145,9 +146,8 @@ def cmd_study(args: list[str]) -> None:
 
 
 def _predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="longtail predict",
-        exit_on_error=False,
         description=textwrap.fill(SUMMARY["predict"], 100),
         epilog=_examples(
             "longtail predict runs/demo-20260101-120000 photo.png --topk 3",
@@ -167,29 +167,35 @@ def _predict_parser() -> argparse.ArgumentParser:
 def cmd_predict(args: list[str]) -> None:
     from longtail.deploy.predict import format_predictions, predict_files
 
-    try:
-        ns = _predict_parser().parse_args(args)
-    except (argparse.ArgumentError, SystemExit) as err:
-        raise LongtailError(
-            f"longtail predict: {err}: use 'longtail predict RUN_DIR IMAGE|FOLDER [--topk K]'"
-        ) from None
+    ns = _predict_parser().parse_args(args)  # a bad argument: one line (OneLineParser)
     records = predict_files(ns.run_dir, ns.target, ns.topk, ns.batch_size, ns.device)
     print(json.dumps(records) if ns.json else format_predictions(records))
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = _parser("export", _examples("longtail export runs/demo-20260101-120000 --format pt2"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (model.safetensors)")
+    p.add_argument(
+        "--format",
+        default="both",
+        choices=["both", "pt2", "onnx"],
+        help="model.pt2 (torch.export), model.onnx (needs onnx, onnxscript, onnxruntime), or"
+        " both (default: ONNX where its packages are installed)",
+    )
+    return p
 
 
 def cmd_export(args: list[str]) -> None:
     from longtail.deploy.export import export_run
 
-    if len(args) != 1 or args[0].startswith("-"):
-        raise LongtailError("longtail export needs one run folder: longtail export runs/<run>")
-    print(json.dumps(export_run(args[0])))
+    ns = _export_parser().parse_args(args)
+    print(json.dumps(export_run(ns.run_dir, ns.format)))
 
 
 def _queue_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """``longtail queue``'s parser (parses and, with --help, describes) and its two actions'."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="longtail queue",
-        exit_on_error=False,
         description=textwrap.fill(SUMMARY["queue"], 100),
         epilog=_examples(
             "longtail queue run reports/results/owed.yaml --device cpu --jobs 1 --budget 9000"
@@ -244,13 +250,7 @@ def _queue_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
 
 def cmd_queue(args: list[str]) -> None:
     parser, _ = _queue_parser()
-    try:
-        ns = parser.parse_args(args)
-    except (argparse.ArgumentError, SystemExit) as err:
-        raise LongtailError(
-            f"longtail queue: {err}: use 'longtail queue run QUEUE --budget S --jobs K --out DIR'"
-            " or 'longtail queue merge BUNDLE'"
-        ) from None
+    ns = parser.parse_args(args)
     if ns.action == "run":
         from longtail.queue.runner import run_queue
 
@@ -404,7 +404,8 @@ SUMMARY = {
     "predict": "Classify image files with a finished run's model (model.safetensors and"
     " preprocess.json, no training data): print the top-k classes of each image.",
     "export": "Write a finished run's classifier as a torch.export program (model.pt2: uint8 images"
-    " in, logits out, normalisation inside), checked against eager; print a JSON summary.",
+    " in, logits out, normalisation inside) and as ONNX (model.onnx), each checked against eager;"
+    " print a JSON summary.",
     "taunorm": "Tau-normalise a run's classifier: choose tau on a balanced validation split, test"
     " once at it, print the result as JSON and write taunorm.json in the run folder.",
     "data": "Print the per-class counts of a recipe's long-tailed training subset as one JSON"
@@ -442,8 +443,17 @@ def _keys_epilog(*examples: str) -> str:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one :class:`LongtailError` line (the problem, then the usage),
+    not a usage block and an exit; ``--help`` is answered by :func:`main` before parsing."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split()).removeprefix("usage: ")
+        raise LongtailError(f"{self.prog}: {message}: use '{usage}'")
+
+
 def _parser(command: str, epilog: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    return OneLineParser(
         prog=f"longtail {command}",
         description=textwrap.fill(SUMMARY[command], 100),
         epilog=epilog,
@@ -503,10 +513,7 @@ def _help_parser(command: str, args: list[str]) -> argparse.ArgumentParser:
     elif command == "predict":
         p = _predict_parser()
     elif command == "export":
-        p = _parser(command, _examples("longtail export runs/demo-20260101-120000"))
-        p.add_argument(
-            "run_dir", metavar="RUN_DIR", help="a finished run folder (model.safetensors)"
-        )
+        p = _export_parser()
     elif command == "data":
         p = _parser(command, _examples("longtail data recipes/demo.yaml data.imbalance_ratio=10"))
         p.add_argument("recipe", nargs="?", metavar="RECIPE.yaml", help=recipe)

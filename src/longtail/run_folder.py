@@ -198,9 +198,9 @@ class RunFolder:
         """Remove what only a completed run may hold, before the run continues."""
         if not self.writes:
             return
-        # eval/run_page.py's pages; deploy/'s model.safetensors, preprocess.json, model.pt2
+        # eval/run_page.py's pages; deploy/'s model.safetensors, preprocess.json, model.pt2/.onnx
         for name in (FINAL, PLOT, PROBE_PLOT, "curves.png", "report.md", "model.safetensors",
-                     "preprocess.json", "model.pt2"):  # fmt: skip
+                     "preprocess.json", "model.pt2", "model.onnx"):  # fmt: skip
             self.file(name).unlink(missing_ok=True)
 
     def write_config(self, text: str) -> None:

@@ -193,7 +193,7 @@ def test_the_exported_program_equals_eager_and_predicts_evals_top1(
     from longtail.deploy.predict import image_files, load_predictor
 
     run = runs[kind]
-    summary = export_run(run)
+    summary = export_run(run, "pt2")  # ONNX: its own test below
     program = torch.export.load(str(run / "model.pt2")).module()
     predictor = load_predictor(run)
     paths = image_files(test_folder)
@@ -219,4 +219,79 @@ def test_export_on_the_command_line_prints_its_summary(
     assert (
         summary["input"] == "uint8 [B, 1, 28, 28]" and summary["output"] == "float32 logits [B, 10]"
     )
-    assert main(["export"]) == 2 and "needs one run folder" in capsys.readouterr().err
+    assert summary["onnx"].endswith("model.onnx") and (runs["plain"] / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["export"], "longtail export: the following arguments are required: RUN_DIR: use"),
+        (["export", "a", "b"], "unrecognized arguments: b"),
+        (["export", "a", "--format", "tflite"], "invalid choice: 'tflite'"),
+        (["predict", "a"], "the following arguments are required: IMAGE|FOLDER"),
+        (["predict", "a", "b", "--topk", "many"], "argument --topk: invalid int value: 'many'"),
+        (["queue"], "longtail queue: the following arguments are required: action"),
+        (["queue", "run", "q.yaml"], "longtail queue run: the following arguments are required"),
+    ],
+)
+def test_a_bad_argument_is_one_line_with_the_usage(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
+    assert f"use 'longtail {args[0]}" in lines[0]
+
+
+def test_the_onnx_graph_equals_eager_in_onnxruntime(
+    runs: dict[str, Path], test_folder: Path
+) -> None:
+    """model.onnx (uint8 images in, logits out) gives eager's logits and eval's top-1."""
+    import onnxruntime
+
+    from longtail.deploy.export import Uint8Classifier, export_run
+    from longtail.deploy.predict import image_files, load_predictor
+
+    run = runs["tau_norm"]
+    summary = export_run(run, "onnx")
+    assert "program" not in summary  # --format onnx: the ONNX graph only
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    predictor = load_predictor(run)
+    paths = image_files(test_folder)
+    images = torch.from_numpy(np.stack([predictor.load_image(p) for p in paths]))
+    record = predictor.record
+    eager = Uint8Classifier(predictor.model, record["mean"], record["std"], 1).eval()
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    with torch.no_grad():
+        want = eager(images)
+    scale = max(float(want.abs().max()), 1.0)
+    assert summary["onnx_max_abs_diff"] <= 1e-4 * scale
+    assert torch.allclose(got, want, rtol=0, atol=1e-4 * scale)
+    names = [record["classes"][i].replace("/", "_") for i in got.argmax(dim=1).tolist()]
+    top1 = 100.0 * sum(n == p.parent.name for n, p in zip(names, paths, strict=True)) / len(paths)
+    assert top1 == pytest.approx(json.loads((run / "final.json").read_text())["top1"], abs=1e-6)
+
+
+def test_without_the_onnx_packages_both_writes_pt2_and_says_why(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import shutil
+
+    import longtail.deploy.export as export
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    for name in ("model.pt2", "model.onnx"):
+        (run / name).unlink(missing_ok=True)
+    monkeypatch.setattr(export, "missing_packages", lambda: ["onnxscript"])
+    summary = export.export_run(run)
+    assert (run / "model.pt2").is_file() and not (run / "model.onnx").exists()
+    assert summary["onnx"] == (
+        "not written (onnxscript missing): pip install onnx onnxscript onnxruntime"
+    )
+    import longtail.deploy.onnx_export as onnx_export
+
+    monkeypatch.setattr(onnx_export, "missing_packages", lambda: ["onnxscript"])
+    with pytest.raises(LongtailError, match="ONNX export needs onnxscript: pip install onnx"):
+        export.export_run(run, "onnx")
