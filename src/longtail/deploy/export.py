@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail.data.augment import channel_stats, normalize
+from longtail.deploy.logit_check import check_logits
 from longtail.deploy.onnx_export import ONNX, PACKAGES, export_onnx, missing_packages
 from longtail.deploy.predict import load_predictor
 from longtail.errors import LongtailError
@@ -95,13 +96,9 @@ def _export_program(
         ) from None
     with torch.no_grad():
         want, got = eager(check), program.module()(check)
-    scale = max(float(want.abs().max()), 1.0)
-    diff = float((got - want).abs().max())
-    if diff > TOLERANCE * scale:
-        raise LongtailError(
-            f"the exported program's logits differ from eager by {diff:.3g} (scale {scale:.3g}):"
-            " not written; predict with longtail predict"
-        )
+    diff, scale = check_logits(
+        got, want, TOLERANCE, "the exported program", "predict with longtail predict"
+    )
     with warnings.catch_warnings():  # torch's note on weight groups of a CPU-only program
         warnings.filterwarnings("ignore", message="No complete tensor found")
         atomic_write(path, lambda handle: torch.export.save(program, handle))

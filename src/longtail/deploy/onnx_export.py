@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from longtail.deploy.logit_check import check_logits
 from longtail.errors import LongtailError
 from longtail.io import atomic_write
 
@@ -85,13 +86,9 @@ def export_onnx(
         got = torch.from_numpy(session.run(None, {"images": check.numpy()})[0])
         with torch.no_grad():
             want = eager(check)
-        scale = max(float(want.abs().max()), 1.0)
-        diff = float((got - want).abs().max())
-        if diff > tolerance * scale:
-            raise LongtailError(
-                f"the ONNX graph's logits differ from eager by {diff:.3g} (scale {scale:.3g}):"
-                " not written; use model.pt2 (--format pt2)"
-            )
+        diff, _ = check_logits(
+            got, want, tolerance, "the ONNX graph", "use model.pt2 (--format pt2)"
+        )
         blob = Path(tmp).read_bytes()
     finally:
         Path(tmp).unlink(missing_ok=True)
