@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail.config import StrategyConfig
 from longtail.data.augment import AugmentSpec
 from longtail.models.registry import create_model
 from longtail.optim.param_groups import param_groups
 from longtail.optim.stepper import Stepper
-from longtail.strategies.hybrid import Hybrid, HybridNet
+from longtail.strategies.hybrid import Hybrid, HybridConfig, HybridNet
 from longtail.strategies.supervised import Supervised
 
 # The learning rate of LDAM-DRW's first warm-up epoch: large enough to be a real step, small
@@ -107,8 +106,7 @@ def build_step(
     backbone = create_model(MODEL, num_classes=num_classes)
     model: nn.Module = backbone
     hidden, out = workload.projection
-    strategy = StrategyConfig(  # the trainer's own Hybrid step, alpha fixed for the benchmark
-        name="hybrid",
+    strategy = HybridConfig(  # the trainer's own Hybrid step, alpha fixed for the benchmark
         contrastive="supcon",
         temperature=workload.temperature,
         proj_hidden=hidden,

@@ -39,8 +39,11 @@ def train_recipes(root: Path = Path("recipes")) -> list[Path]:
 
 def resolved(path: Path) -> dict[str, Any]:
     """The recipe's resolved config, as the dotted keys whose value differs from the default."""
-    defaults = _flat(to_dict(Config()))
-    return {k: v for k, v in _flat(to_dict(load_config(path))).items() if defaults.get(k) != v}
+    cfg = load_config(path)
+    # the defaults of the recipe's method: its strategy.* section's own
+    defaults = _flat(to_dict(Config(strategy=type(cfg.strategy)())))
+    defaults["strategy.name"] = "supervised"  # the method itself is what a recipe chose
+    return {k: v for k, v in _flat(to_dict(cfg)).items() if defaults.get(k) != v}
 
 
 if __name__ == "__main__":

@@ -47,3 +47,40 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from longtail.train import runtime\nimport longtail.train.loop\n")
     assert {"longtail.train", "longtail.train.runtime", "longtail.train.loop"} <= _imports(bad)
+
+
+def _method_modules() -> dict[str, str]:
+    """``{module name: method name}`` of every registered method."""
+    from longtail.strategies.registry import methods
+
+    return {cls.__module__: name for name, cls in methods().items()}
+
+
+def test_every_method_is_its_own_module() -> None:
+    modules = _method_modules()
+    assert len(modules) == len(set(modules.values())) >= 7, modules
+    assert {"supervised", "hybrid", "kcl", "moco", "simclr", "supcon", "simsiam"} <= set(
+        modules.values()
+    )
+
+
+@pytest.mark.parametrize("module", sorted(_method_modules()))
+def test_methods_never_import_each_other(module: str) -> None:
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    others = set(_method_modules()) - {module}
+    imported = sorted(
+        n for n in _imports(path) if any(n == o or n.startswith(o + ".") for o in others)
+    )
+    assert not imported, (
+        f"{path.relative_to(PACKAGE)} imports the method module {imported[0]}: move what both"
+        " use into a shared module (a network into models/, a loss into losses/, a step into a"
+        " strategies module that registers no method)"
+    )
+
+
+def test_nothing_outside_the_registry_names_a_method() -> None:
+    """train/ and config.py look methods up by name; they never import one."""
+    modules = set(_method_modules())
+    for path in [*sorted((PACKAGE / "train").rglob("*.py")), PACKAGE / "config.py"]:
+        imported = sorted(n for n in _imports(path) if any(n.startswith(m) for m in modules))
+        assert not imported, f"{path.relative_to(PACKAGE)} imports {imported[0]}"

@@ -357,7 +357,8 @@ def _list_recipes() -> None:
 def _list_methods() -> None:
     from collections import Counter
 
-    from longtail.config import CHOICES, recipe_layers
+    from longtail.config import choices, recipe_layers
+    from longtail.strategies import registry
 
     _, recipes, _ = _recipe_files()
     methods: Counter[str] = Counter()
@@ -374,10 +375,13 @@ def _list_methods() -> None:
     width = max(map(len, methods), default=0)
     for method in sorted(methods):
         print(f"{method:<{width}}  {methods[method]}")
-    print("# strategies (strategy.name)")
-    print("\n".join(CHOICES["strategy.name"]))
+    print("# strategies (strategy.name), each a module of longtail.strategies")
+    registered = registry.methods()
+    width = max(map(len, registered))
+    for name, method in registered.items():
+        print(f"{name:<{width}}  {method.summary}".rstrip())
     print("# losses (loss.name)")
-    print("\n".join(CHOICES["loss.name"]))
+    print("\n".join(choices()["loss.name"]))
 
 
 COMMANDS = {

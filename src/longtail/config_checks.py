@@ -29,7 +29,7 @@ def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def check_values(cfg: Any) -> None:
     """One-line errors for non-finite numbers, seeds out of range and momentum outside [0, 1)."""
     for key, value in _leaves(cfg):
-        numbers = value if isinstance(value, list) else [value]
+        numbers = value if isinstance(value, list | tuple) else [value]
         for v in numbers:
             if isinstance(v, float) and not math.isfinite(v):
                 raise LongtailError(

@@ -1,9 +1,10 @@
 """Every config key with its default, its allowed choices and its comment, for help texts.
 
-Generated from :class:`longtail.config.Config` (its dataclasses, nested sections included) and
-:data:`longtail.config.CHOICES`; the comments are those written beside each field in
-``config.py``, read from its source (none when the source is not available). A key added to a
-dataclass shows up here without any change to this module.
+Generated from :class:`longtail.config.Config` (its dataclasses, nested sections included), every
+registered method's ``strategy.*`` dataclass, and :func:`longtail.config.choices`; the comments
+are those written beside each field, read from the source of the module that defines its
+dataclass (none when the source is not available). A key added to a dataclass, or a method
+registered, shows up here without any change to this module.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import io
+import sys
 import textwrap
 import tokenize
 from dataclasses import dataclass, fields, is_dataclass
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 
 from longtail import config as config_module
+from longtail.strategies.registry import methods
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,8 @@ class ConfigKey:
     key: str  # dotted, as an override writes it: optim.lr
     default: Any
     choices: tuple[str, ...] | None
-    comment: str  # the comment beside the field in config.py ("" when none)
+    comment: str  # the comment beside the field in its dataclass ("" when none)
+    group: str = ""  # the heading it is listed under: its section, or strategy.name=<method>
 
 
 def yaml_value(value: Any) -> str:
@@ -35,10 +39,10 @@ def yaml_value(value: Any) -> str:
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
-def _field_comments() -> tuple[dict[tuple[str, str], str], dict[str, str]]:
-    """``{(class, field): comment}`` and ``{class: docstring's first line}`` from config.py."""
+def _field_comments(module: Any) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """``{(class, field): comment}`` and ``{class: docstring's first line}`` from ``module``."""
     try:
-        source = inspect.getsource(config_module)
+        source = inspect.getsource(module)
     except (OSError, TypeError):
         return {}, {}
     comments: dict[int, str] = {}  # line -> its comment's text
@@ -75,33 +79,60 @@ def _field_comments() -> tuple[dict[tuple[str, str], str], dict[str, str]]:
     return by_field, docs
 
 
+def _comment(cls: type, name: str) -> str:
+    """The comment of field ``name`` of dataclass ``cls``, from the class that declares it."""
+    for klass in cls.__mro__:
+        by_field, _ = _field_comments(sys.modules[klass.__module__])
+        if (klass.__name__, name) in by_field:
+            return by_field[(klass.__name__, name)]
+    return ""
+
+
+def _docstring(cls: type) -> str:
+    _, docs = _field_comments(sys.modules[cls.__module__])
+    return docs.get(cls.__name__, "")
+
+
 def config_keys() -> list[ConfigKey]:
-    """Every leaf key of ``Config()``, in declaration order."""
-    by_field, _ = _field_comments()
+    """Every leaf key of ``Config()`` in declaration order, then each method's ``strategy.*``."""
+    allowed = config_module.choices()
     keys: list[ConfigKey] = []
 
-    def walk(node: Any, prefix: str) -> None:
+    def walk(node: Any, prefix: str, group: str | None = None) -> None:
         for f in fields(node):
             value = getattr(node, f.name)
             key = f"{prefix}{f.name}"
             if is_dataclass(value):
                 walk(value, key + ".")
             else:
-                comment = by_field.get((type(node).__name__, f.name), "")
-                keys.append(ConfigKey(key, value, config_module.CHOICES.get(key), comment))
+                head = group if group is not None else prefix.split(".")[0]
+                comment = _comment(type(node), f.name)
+                keys.append(ConfigKey(key, value, allowed.get(key), comment, head))
 
     walk(config_module.Config(), "")
+    for name, method in methods().items():
+        section = method.config_class()
+        own = [f for f in fields(section) if f.name != "name"]
+        for f in own:
+            key = f"strategy.{f.name}"
+            comment = _comment(type(section), f.name)
+            options = method.choices.get(f.name)
+            keys.append(ConfigKey(key, getattr(section, f.name), options, comment,
+                                  f"strategy.name={name}"))  # fmt: skip
     return keys
 
 
 def section_docs() -> dict[str, str]:
-    """``{section: its dataclass docstring's first paragraph}`` for the sections that have one."""
-    _, docs = _field_comments()
+    """``{group: its dataclass docstring's first paragraph}`` for the groups that have one."""
     out = {}
     for f in fields(config_module.Config()):
         value = getattr(config_module.Config(), f.name)
-        if is_dataclass(value) and type(value).__name__ in docs:
-            out[f.name] = docs[type(value).__name__]
+        if is_dataclass(value) and _docstring(type(value)):
+            out[f.name] = _docstring(type(value))
+    for name, method in methods().items():
+        doc = _docstring(method.config_class)
+        if doc:
+            out[f"strategy.name={name}"] = doc
     return out
 
 
@@ -111,10 +142,11 @@ def format_config_keys(width: int = 100) -> str:
     lines: list[str] = []
     section = None
     for item in config_keys():
-        head = item.key.split(".")[0] if "." in item.key else ""
+        head = item.group
         if head != section:
             section = head
-            title = f"{head}.*" if head else "top level"
+            title = (f"strategy.* of {head}" if head.startswith("strategy.name=")
+                     else f"{head}.*" if head else "top level")  # fmt: skip
             heading = f"{title}: {docs[head]}" if head in docs else f"{title}:"
             lines += textwrap.wrap(heading, width, subsequent_indent="    ")
         line = f"  {item.key}={yaml_value(item.default)}"

@@ -14,3 +14,10 @@ class LongtailError(Exception):
     def __init__(self, message: str, every_rank: bool = False) -> None:
         super().__init__(message)
         self.every_rank = every_rank
+
+
+def require(*checks: tuple[str, object, bool, str]) -> None:
+    """``(key, value, ok, rule)`` each: the first failing check as one line naming its key."""
+    for key, value, ok, rule in checks:
+        if not ok:
+            raise LongtailError(f"{key}={value} must be {rule}: fix the recipe or override")

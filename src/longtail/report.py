@@ -19,11 +19,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.config import REPRESENTATION, load_config
+from longtail.config import load_config
 from longtail.errors import LongtailError
 from longtail.io import atomic_write_json, atomic_write_text
 from longtail.protocol import setting, shortened, source_dataset
 from longtail.run_folder import FINAL, RunFolder
+from longtail.strategies.registry import trains_classifier
 
 GROUPS = ("many", "medium", "few", "head", "middle", "tail")
 
@@ -40,7 +41,7 @@ def _left_out(run: RunFolder, cfg: Any) -> str | None:
     cut = shortened(cfg)
     if cut:  # a shortened run never enters a results table (protocol.py)
         return "shortened: " + "; ".join(cut)
-    if cfg.strategy.name in REPRESENTATION:  # top1 is a trained classifier's (eval/monitor.py)
+    if not trains_classifier(cfg.strategy.name):  # top1 is a trained classifier's (eval/monitor.py)
         return ("a representation-learning run, no trained classifier (its probe_top1 is in"
                 " final.json): tabulate it with a study, or train its classifier stage")  # fmt: skip
     if cfg.method is None:  # e.g. the first stage of a two-stage method, or the demo

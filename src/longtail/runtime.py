@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from longtail.config import TrainConfig
 from longtail.errors import LongtailError
+
+if TYPE_CHECKING:
+    from longtail.config import TrainConfig
 
 
 def resolve_device(name: str) -> torch.device:

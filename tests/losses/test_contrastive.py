@@ -315,7 +315,7 @@ def test_user_errors_are_one_line_longtail_errors() -> None:
 
 
 def test_registry_names_every_loss() -> None:
-    assert set(CONTRASTIVE_LOSSES) == {"infonce", "supcon", "kcl", "psc", "mpsc"}
+    assert set(CONTRASTIVE_LOSSES) == {"infonce", "supcon", "kcl", "psc", "mpsc", "bcl"}
     assert CONTRASTIVE_LOSSES["kcl"] is KCLLoss
 
 

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from data.fixtures import write_idx
-from longtail.config import StrategyConfig, load_config
+from longtail.config import load_config
 from longtail.errors import LongtailError
 from longtail.losses import SupConLoss
 from longtail.models import create_model
 from longtail.optim.stepper import Stepper
-from longtail.strategies.hybrid import Hybrid, HybridNet, curriculum_alpha
+from longtail.strategies.hybrid import Hybrid, HybridConfig, HybridNet, curriculum_alpha
 from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.evaluate_run import evaluate_run
@@ -24,23 +24,21 @@ from tiny_runs import tiny_run
 
 
 def test_curriculum() -> None:
-    parabolic = StrategyConfig(curriculum="parabolic")
+    parabolic = HybridConfig(curriculum="parabolic")
     assert [curriculum_alpha(e, 4, parabolic) for e in range(4)] == [
         1.0,
         1 - 1 / 16,
         0.75,
         1 - 9 / 16,
     ]
-    linear = StrategyConfig(curriculum="linear")
+    linear = HybridConfig(curriculum="linear")
     assert [curriculum_alpha(e, 4, linear) for e in range(4)] == [1.0, 0.75, 0.5, 0.25]
-    assert curriculum_alpha(3, 4, StrategyConfig(curriculum="fixed", fixed_alpha=0.3)) == 0.3
+    assert curriculum_alpha(3, 4, HybridConfig(curriculum="fixed", fixed_alpha=0.3)) == 0.3
 
 
-def _net(
-    contrastive: str = "supcon", batch_norm: str = "joint"
-) -> tuple[HybridNet, StrategyConfig]:
+def _net(contrastive: str = "supcon", batch_norm: str = "joint") -> tuple[HybridNet, HybridConfig]:
     torch.manual_seed(0)
-    cfg = StrategyConfig(contrastive=contrastive, batch_norm=batch_norm, proj_hidden=16, proj_dim=8)
+    cfg = HybridConfig(contrastive=contrastive, batch_norm=batch_norm, proj_hidden=16, proj_dim=8)
     backbone = create_model("resnet20", num_classes=3, in_chans=1, width=0.25)
     return HybridNet(backbone, cfg, 3), cfg
 
@@ -74,7 +72,7 @@ def test_drawn_positives_are_supcon_when_they_cover_the_class_and_fewer_otherwis
     net, cfg = _net()
     supcon, _ = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg).losses(_batch())
     for positives, equal in ((2, True), (1, False)):
-        cfg_p = StrategyConfig(proj_hidden=16, proj_dim=8, positives=positives)
+        cfg_p = HybridConfig(proj_hidden=16, proj_dim=8, positives=positives)
         drawn = HybridNet(net.backbone, cfg_p, 3)
         drawn.projector = net.projector
         step = Hybrid(drawn, torch.nn.CrossEntropyLoss(), cfg_p,
@@ -187,7 +185,7 @@ def test_hybrid_runs_evaluate_and_resume(idx_root: Path, tmp_path: Path, extra: 
 
 def test_pure_contrastive_stage_never_sees_the_ce_view() -> None:
     net, _ = _net()
-    cfg = StrategyConfig(curriculum="fixed", fixed_alpha=1.0, proj_hidden=16, proj_dim=8)
+    cfg = HybridConfig(curriculum="fixed", fixed_alpha=1.0, proj_hidden=16, proj_dim=8)
     step = Hybrid(net, torch.nn.CrossEntropyLoss(), cfg)
     (v1, v2), y_con, x_ce, y_ce = _batch()
     nan_ce_view = torch.full_like(x_ce, float("nan"))  # would poison BN stats if it were seen

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longtail.config import StrategyConfig, load_config
+from longtail.config import load_config
 from longtail.errors import LongtailError
+from longtail.losses.kcl_queue import kcl_queue_loss
 from longtail.models import create_model
 from longtail.optim.stepper import Stepper
 from longtail.strategies.kcl import KCL as KCLMethod
-from longtail.strategies.kcl import KCLNet, kcl_queue_loss
+from longtail.strategies.kcl import KCLConfig
+from longtail.strategies.queue_contrast import KCLNet
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import resume, train
 from tiny_runs import tiny_run
@@ -62,9 +64,9 @@ def test_queue_loss_matches_a_loop(k: int) -> None:
     assert empty.item() == 0.0
 
 
-def _net(queue_size: int = 18, momentum: float = 0.9) -> tuple[KCLNet, StrategyConfig]:
+def _net(queue_size: int = 18, momentum: float = 0.9) -> tuple[KCLNet, KCLConfig]:
     torch.manual_seed(0)
-    cfg = StrategyConfig(
+    cfg = KCLConfig(
         k=2,
         temperature=0.5,
         queue_size=queue_size,
@@ -87,7 +89,7 @@ def _batches(n: int) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
 def test_steps_match_a_hand_computation_and_fill_the_queue() -> None:
     net, cfg = _net()
     opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.5, momentum=0.0)
-    method = KCLMethod(net, cfg, torch.device("cpu"), seed=3)
+    method = KCLMethod(net, cfg, cfg.k, torch.Generator().manual_seed(3))
     step = Stepper(method, opt, torch.device("cpu"), None, False)
     draws = torch.Generator().manual_seed(3)  # the step's generator, replayed
     queue_keys, queue_y = torch.zeros(0, 8), torch.zeros(0, dtype=torch.long)
@@ -130,7 +132,7 @@ def test_key_encoder_and_queue_are_in_the_state_dict() -> None:
     assert {"queue.keys", "queue.labels", "queue.ptr"} <= keys
     assert any(k.startswith("key_encoder.encoder.backbone.") for k in keys)
     assert any(k.startswith("key_encoder.encoder.projector.") for k in keys)
-    cfg = StrategyConfig(proj_hidden=0, proj_dim=8)
+    cfg = KCLConfig(proj_hidden=0, proj_dim=8)
     linear = KCLNet(create_model("resnet20", num_classes=3, in_chans=1, width=0.25), cfg)
     assert isinstance(linear.projector, torch.nn.Linear)  # BalFeat's default head
 

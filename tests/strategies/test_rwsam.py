@@ -10,13 +10,14 @@ import pytest
 import torch
 
 import longtail.strategies.rwsam as rwsam
-from longtail.config import SamConfig, StrategyConfig, load_config
+from longtail.config import SamConfig, load_config
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.optim.sample_weights import kde_weights
 from longtail.optim.stepper import Stepper
+from longtail.strategies.pretraining import Pretrain
 from longtail.strategies.rwsam import ExampleWeights
-from longtail.strategies.ssl import Pretrain, SimSiamNet
+from longtail.strategies.simsiam import SimSiamConfig, SimSiamNet
 from ssl_helpers import pooled_by_hand
 from tiny_runs import tiny_run
 
@@ -174,7 +175,7 @@ def _sam_by_hand(
 
 @pytest.mark.parametrize("kind", ["label", "none"])
 def test_pretrain_step_is_rwsam_by_hand(kind: str) -> None:
-    heads = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4)
+    heads = SimSiamConfig(proj_hidden=16, proj_dim=8, pred_hidden=4)
     net = SimSiamNet(_backbone(), heads).train()
     ref = copy.deepcopy(net)
     sam = SamConfig(rho=0.5, weights=kind)
@@ -193,7 +194,7 @@ def test_pretrain_step_is_rwsam_by_hand(kind: str) -> None:
 
 
 def test_weights_reach_the_perturbation() -> None:
-    heads = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4)
+    heads = SimSiamConfig(proj_hidden=16, proj_dim=8, pred_hidden=4)
     nets = [SimSiamNet(_backbone(), heads).train() for _ in range(2)]
     for net, kind in zip(nets, ("label", "none"), strict=True):
         sam = SamConfig(rho=0.5, weights=kind)

@@ -12,16 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longtail.config import StrategyConfig
+from longtail.losses.kcl_queue import kcl_queue_loss
 from longtail.models import create_model
-from longtail.strategies.kcl import KCL as KCLMethod
-from longtail.strategies.kcl import KCLNet, kcl_queue_loss
-from longtail.strategies.ssl import ContrastiveNet, SimSiamNet
+from longtail.strategies.pretraining import ContrastiveNet
+from longtail.strategies.queue_contrast import KCLNet, QueueContrast
+from longtail.strategies.simclr import SimCLRConfig
+from longtail.strategies.simsiam import SimSiamConfig, SimSiamNet
 from longtail.train.build import TrainingParts
 from ssl_helpers import ssl_parts
 
 CPU = torch.device("cpu")
-HEADS = StrategyConfig(proj_hidden=16, proj_dim=8, pred_hidden=4, temperature=0.2)
+HEADS = SimCLRConfig(proj_hidden=16, proj_dim=8, temperature=0.2)
+SIMSIAM_HEADS = SimSiamConfig(proj_hidden=16, proj_dim=8, pred_hidden=4)
 
 
 def _backbone() -> torch.nn.Module:
@@ -45,7 +47,7 @@ WEIGHTS = torch.tensor([0.5, 2.0, 1.0, 0.0, 3.0, 1.5])
 
 @pytest.mark.parametrize("weights", [None, WEIGHTS], ids=["plain", "weighted"])
 def test_simsiam_loss_matches_a_hand_computation(weights: torch.Tensor | None) -> None:
-    net = SimSiamNet(_backbone(), HEADS).train()
+    net = SimSiamNet(_backbone(), SIMSIAM_HEADS).train()
     ref, joint = copy.deepcopy(net), copy.deepcopy(net)
     views, labels = _views()
     got = net.loss(views, labels, weights)
@@ -171,8 +173,8 @@ def test_moco_step_is_infonce_over_own_key_and_queue(idx_root: Path, tmp_path: P
     parts = ssl_parts(idx_root, tmp_path, *MOCO, "strategy.key_momentum=0.9")
     step, net = parts.step, parts.model
     method = step.method
-    assert isinstance(method, KCLMethod) and isinstance(net, KCLNet)
-    assert method.cfg.k == 0  # built as KCL with no sampled positives (the config keeps k=6)
+    assert isinstance(method, QueueContrast) and isinstance(net, KCLNet)
+    assert method.positives == 0  # the queue method with no sampled positives
     (v1, v2), labels = _fill_queue(parts, 3)
     assert len(net.queue) == 48  # 3 batches of 16 keys
     queue, _ = net.queue.contents()
@@ -195,7 +197,7 @@ def test_labels_matter_for_kcl_but_not_for_moco(
     parts = ssl_parts(idx_root, tmp_path, *strategy)
     step, net = parts.step, parts.model
     method = step.method
-    assert isinstance(method, KCLMethod)
+    assert isinstance(method, QueueContrast)
     views, labels = _fill_queue(parts, 3)
     state, draw = copy.deepcopy(net.state_dict()), method.generator.get_state()
     losses = []

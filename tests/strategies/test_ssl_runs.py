@@ -15,7 +15,8 @@ from longtail.data.loader import DeviceLoader
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.run_folder import RunFolder
-from longtail.strategies.ssl import ContrastiveNet, Pretrain, SimSiamNet
+from longtail.strategies.pretraining import ContrastiveNet, Pretrain
+from longtail.strategies.simsiam import SimSiamNet
 from longtail.train.build import build_training
 from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import resume, train

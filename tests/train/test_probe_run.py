@@ -14,11 +14,12 @@ import torch
 
 from data.fixtures import write_cifar10_pickles, write_idx
 from longtail.config import Config, DataConfig, load_config
+from longtail.data.prepared import PreparedData
 from longtail.errors import LongtailError
 from longtail.eval.ood import balanced_indices, match_format
 from longtail.eval.representation import backbone_of
 from longtail.train.build import build_model
-from longtail.train.data_setup import PreparedData, load_arrays, prepare_data
+from longtail.train.data_setup import load_arrays, prepare_data
 from longtail.train.pack_recipe import build_pack
 from longtail.train.probe_run import HEADLINE, probe_run
 from longtail.train.trainer import train

@@ -18,58 +18,11 @@ import kornia.enhance as ke
 import torch
 import torch.nn.functional as F
 
+from longtail.data.augment_spec import AugmentSpec
 from longtail.errors import LongtailError
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
 RESIZED_CROP_TRIES = 10
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """What to apply; zero strengths and zero probabilities switch an op off.
-
-    crop: "pad" (pad by ``padding``, random crop back to H x W), "resized" (RandomResizedCrop
-    with ``resized_scale``/``resized_ratio``, output H x W) or "none". pad_mode: "zeros" as
-    torchvision RandomCrop(padding=4) in LDAM-DRW, or "reflect". jitter: ColorJitter strengths
-    (brightness, contrast, saturation, hue), applied per image with probability ``jitter_p``.
-    """
-
-    crop: str = "pad"
-    padding: int = 4
-    pad_mode: str = "zeros"
-    resized_scale: tuple[float, float] = (0.2, 1.0)
-    resized_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip: bool = True
-    jitter: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.crop not in ("pad", "resized", "none"):
-            raise LongtailError(f"augment crop {self.crop!r} is unknown: use pad, resized or none")
-        if self.pad_mode not in ("zeros", "reflect"):
-            raise LongtailError(
-                f"augment pad_mode {self.pad_mode!r} is unknown: use zeros or reflect"
-            )
-        if self.padding < 0:
-            raise LongtailError(f"augment padding {self.padding} is negative: use 0 or more")
-        lo, hi = self.resized_scale
-        if not 0 < lo <= hi <= 1:
-            raise LongtailError(
-                f"augment resized_scale {self.resized_scale} is invalid: use 0 < min <= max <= 1"
-            )
-        if not 0 < self.resized_ratio[0] <= self.resized_ratio[1]:
-            raise LongtailError(
-                f"augment resized_ratio {self.resized_ratio} is invalid: use 0 < min <= max"
-            )
-        if len(self.jitter) != 4 or min(self.jitter) < 0 or self.jitter[3] > 0.5:
-            raise LongtailError(
-                f"augment jitter {self.jitter} is invalid: give 4 non-negative strengths "
-                "(brightness, contrast, saturation, hue) with hue <= 0.5"
-            )
-        for name in ("jitter_p", "grayscale_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise LongtailError(f"augment {name} {getattr(self, name)} is not in [0, 1]")
 
 
 @dataclass

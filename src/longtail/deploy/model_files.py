@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from longtail.config import REPRESENTATION, Config
+from longtail.config import Config
+from longtail.data.prepared import PreparedData
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
 from longtail.io import atomic_write, atomic_write_json
 from longtail.run_folder import RunFolder
-from longtail.train.data_setup import PreparedData
+from longtail.strategies.registry import trains_classifier
 
 MODEL = "model.safetensors"
 PREPROCESS = "preprocess.json"
@@ -68,7 +69,7 @@ def preprocess_record(
         },
         "eval": {"tau_norm": cfg.eval.tau_norm, "posthoc_tau": cfg.eval.posthoc_tau},
         "train_counts": [int(n) for n in train_counts],
-        "classifier_trained": cfg.strategy.name not in REPRESENTATION,
+        "classifier_trained": trains_classifier(cfg.strategy.name),
     }
 
 

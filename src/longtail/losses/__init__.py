@@ -2,6 +2,7 @@
 
 from torch import nn
 
+from longtail.losses.bcl import BCLLoss
 from longtail.losses.class_balanced import ClassBalancedLoss
 from longtail.losses.contrastive import InfoNCELoss, KCLLoss, SupConLoss
 from longtail.losses.focal import FocalLoss
@@ -24,6 +25,7 @@ CONTRASTIVE_LOSSES: dict[str, type[nn.Module]] = {
     "kcl": KCLLoss,
     "psc": PSCLoss,
     "mpsc": MPSCLoss,
+    "bcl": BCLLoss,
 }
 
 # name -> class; each is called as loss(logits [N, C], labels [N]) -> scalar. All but "ce" and
@@ -38,6 +40,7 @@ CLASSIFICATION_LOSSES: dict[str, type[nn.Module]] = {
 }
 
 __all__ = [
+    "BCLLoss",
     "CLASSIFICATION_LOSSES",
     "CONTRASTIVE_LOSSES",
     "BalancedSoftmaxLoss",

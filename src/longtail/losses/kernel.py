@@ -2,11 +2,12 @@
 
 Every contrastive loss in longtail is this kernel plus a way of building its masks:
 
-    loss_i = logsumexp_{a in D(i)} s_ia  -  sum_{p} w_ip s_ip / sum_{p} w_ip
+    loss_i = log sum_{a in D(i)} v_ia exp(s_ia)  -  sum_{p} w_ip s_ip / sum_{p} w_ip
 
 for anchor i with logits s_i. = z_i . c_. / tau against a contrast set (a batch, a queue, or class
-prototypes), denominator set D(i) (``denominator_mask``) and non-negative positive weights w_ip
-(``positive_weights``). This is SupCon's L_out (Khosla et al. 2020, eq. 2): the mean over positives
+prototypes), denominator set D(i) (``denominator_mask``), non-negative positive weights w_ip
+(``positive_weights``) and positive denominator weights v_ia (``denominator_weights``, 1 unless
+given: BCL's class-averaging divides each class's terms by its count in the batch). This is SupCon's L_out (Khosla et al. 2020, eq. 2): the mean over positives
 of -log softmax_p, written as one logsumexp minus a weighted mean, which is exact whether or not
 the positives lie inside D(i) (PSC keeps its positive out of the denominator).
 
@@ -27,7 +28,10 @@ from longtail.errors import LongtailError
 
 
 def masked_contrastive(
-    logits: Tensor, positive_weights: Tensor, denominator_mask: Tensor
+    logits: Tensor,
+    positive_weights: Tensor,
+    denominator_mask: Tensor,
+    denominator_weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-anchor loss and which anchors count.
 
@@ -35,6 +39,8 @@ def masked_contrastive(
         logits: [N, M] similarities / tau.
         positive_weights: [N, M] >= 0 (0/1 masks or soft weights).
         denominator_mask: [N, M] bool, True where an entry enters anchor i's logsumexp.
+        denominator_weights: [N, M] > 0 where ``denominator_mask`` is True (elsewhere unread), or
+            None for all ones: entry a enters anchor i's denominator as v_ia exp(s_ia).
 
     Returns:
         (loss [N] in the logits' float dtype (float32 at least), valid [N] bool).
@@ -43,7 +49,11 @@ def masked_contrastive(
     logits = logits.to(dtype)
     weights = positive_weights.to(dtype)
     has_denominator = denominator_mask.any(dim=1, keepdim=True)  # [N, 1]
-    masked = logits.masked_fill(~denominator_mask, float("-inf"))
+    shifted = logits
+    if denominator_weights is not None:  # log(v exp(s)) = s + log v, inside the mask only
+        log_v = torch.log(denominator_weights.to(dtype).masked_fill(~denominator_mask, 1.0))
+        shifted = logits + log_v
+    masked = shifted.masked_fill(~denominator_mask, float("-inf"))
     # a row with an empty denominator would give -inf and NaN gradients: it is excluded anyway
     masked = torch.where(has_denominator, masked, torch.zeros_like(masked))
     log_denominator = torch.logsumexp(masked, dim=1)  # [N]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from longtail.config import OptimConfig
+from longtail.optim.config import OptimConfig
 from longtail.optim.param_groups import param_groups
 
 

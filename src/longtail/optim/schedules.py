@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from longtail.config import ScheduleConfig
+from longtail.optim.config import ScheduleConfig
 
 
 def lr_factor(step: int, steps_per_epoch: int, epochs: int, cfg: ScheduleConfig) -> float:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail import runtime
-from longtail.config import SamConfig
+from longtail.optim.config import SamConfig
 from longtail.optim.sam import sam_step
 
 

@@ -155,7 +155,8 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
             f" data.imbalance_ratio={source.data.imbalance_ratio:g} or pick a run of that ratio"
         )
     state: dict[str, Tensor] = run.load_checkpoint()["model"]
-    if source.strategy.name != "supervised":  # keep the backbone, drop heads, queue, key net
+    if any(k.startswith("backbone.") for k in state):  # a method's network around the
+        # backbone (hybrid, KCL, SSL): keep the backbone, drop heads, queue, key encoder
         state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     return path, state
 

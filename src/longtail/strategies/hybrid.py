@@ -22,24 +22,56 @@ their prototypes (parameters, the same on every rank), and BatchNorm sees the gl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail import dist, runtime
-from longtail.config import StrategyConfig
 from longtail.data.loader import DeviceLoader
 from longtail.data.stream import StreamLoader
 from longtail.dist import distributed_contrastive
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, require
 from longtail.losses import KCLLoss, MPSCLoss, PSCLoss, SupConLoss
 from longtail.losses.masks import DrawLayout
 from longtail.models.heads import ProjectionHead
+from longtail.strategies.base import (
+    Method,
+    MethodParts,
+    ProjectedConfig,
+)
+from longtail.strategies.registry import register
+
+if TYPE_CHECKING:
+    from longtail.config import Config
+
+SAMPLERS = ("random", "class_balanced", "sqrt")
 
 
-def curriculum_alpha(epoch: int, epochs: int, cfg: StrategyConfig) -> float:
+@dataclass
+class HybridConfig(ProjectedConfig):
+    """strategy.* of hybrid: the contrastive branch, the curriculum and the two batch streams."""
+
+    name: str = "hybrid"
+    contrastive: str = "supcon"  # branch loss: supcon | psc | mpsc | ce (the CE-CE ablation)
+    temperature: float = 0.1  # SC 0.1; PSC 1.0 on CIFAR-10, 0.1 on CIFAR-100 (Hybrid §4.2)
+    num_prototypes: int = 2  # MPSC prototypes per class
+    # SC: at most this many same-class positives drawn per anchor each step, besides its other
+    # view (the Hybrid paper's iNat setting, value not given); null: every same-class view (SupCon)
+    positives: int | None = None
+    curriculum: str = "parabolic"  # parabolic 1-(t/T)^2 (CIFAR) | linear 1-t/T (iNat) | fixed
+    fixed_alpha: float = 0.5  # alpha when curriculum=fixed (the no-curriculum ablation)
+    batch_norm: str = "joint"  # joint: one forward of all views | separate: one per branch
+    ce_sampler: str = "class_balanced"  # the CE branch's sampler
+    contrastive_sampler: str = "random"  # the contrastive branch's (Table 5: PSC-CB)
+    jitter_views: list[bool] = field(
+        default_factory=lambda: [False, True]
+    )  # views with augment.jitter
+
+
+def curriculum_alpha(epoch: int, epochs: int, cfg: HybridConfig) -> float:
     """alpha(t) at 0-based ``epoch`` of ``epochs``: parabolic 1 - (t/T)^2, linear 1 - t/T, or fixed."""
     t = epoch / epochs
     if cfg.curriculum == "parabolic":
@@ -72,7 +104,7 @@ class HybridNet(nn.Module):
     ``forward`` is the backbone's classifier path, so evaluation treats it like any model.
     """
 
-    def __init__(self, backbone: nn.Module, cfg: StrategyConfig, num_classes: int) -> None:
+    def __init__(self, backbone: nn.Module, cfg: HybridConfig, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
         width = int(backbone.num_features)  # type: ignore[arg-type]
@@ -142,17 +174,73 @@ class HybridLoader:
         self._ce_iter = None  # the CE sampler resumes its epoch in progress on the next iter()
 
 
-class Hybrid(nn.Module):
+@register
+class Hybrid(Method):
     """The hybrid method: ``alpha * L_con + (1 - alpha) * L_CE``, ``alpha`` set per epoch by the
     curriculum. A batch is ``([view1, view2], y_con, x_ce, y_ce)``."""
 
+    config_class = HybridConfig
+    supports_sam = False  # the curriculum and the positives' draw would step twice per batch
+    choices = {
+        "contrastive": ("supcon", "psc", "mpsc", "ce"),
+        "curriculum": ("parabolic", "linear", "fixed"),
+        "batch_norm": ("joint", "separate"),
+        "ce_sampler": SAMPLERS,
+        "contrastive_sampler": SAMPLERS,
+    }
+    summary = "Hybrid-SC / PSC / MPSC: contrastive features + class-balanced CE (Wang et al. 2021)"
     _pooled: Callable[[Tensor], Tensor]
+
+    @classmethod
+    def network(cls, backbone: nn.Module, cfg: HybridConfig, num_classes: int) -> nn.Module:
+        return HybridNet(backbone, cfg, num_classes)
+
+    @classmethod
+    def build(cls, parts: MethodParts, cfg: HybridConfig) -> tuple[HybridLoader, Hybrid]:
+        """Two streams: ``contrastive_sampler`` batches in two views (the one with
+        ``jitter_views`` true gets augment.jitter), ``ce_sampler`` batches in one plain view."""
+        plain = replace(parts.augment, jitter=(0.0, 0.0, 0.0, 0.0))
+        views = [
+            (parts.augment if jitter else plain, f"view{k + 1}")
+            for k, jitter in enumerate(cfg.jitter_views)
+        ]
+        loader = HybridLoader(
+            parts.loader(cfg.contrastive_sampler, views),
+            parts.loader(cfg.ce_sampler, [(plain, "ce_view")], sampler="ce_sampler", cut=False),
+        )
+        draw = parts.generator("positives") if cfg.positives is not None else None
+        assert isinstance(parts.net, HybridNet)
+        return loader, cls(parts.net, parts.objective, cfg, parts.train.compile, draw)
+
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        s = cfg.strategy
+        assert isinstance(s, HybridConfig)
+        if s.positives is not None and not (s.positives >= 1 and s.contrastive == "supcon"):
+            raise LongtailError(
+                f"strategy.positives={s.positives} applies to hybrid SC (strategy.name=hybrid,"
+                " strategy.contrastive=supcon) and must be >= 1: fix it or set it to null"
+            )
+        if cfg.train.resample_epoch is not None or cfg.train.sampler != "random":
+            raise LongtailError(
+                "strategy.name=hybrid samples its own streams: set strategy.ce_sampler instead of"
+                " train.sampler / train.resample_epoch"
+            )
+        if len(s.jitter_views) != 2:
+            raise LongtailError("strategy.jitter_views takes 2 values, one per contrastive view")
+        if not 0 <= s.fixed_alpha <= 1 or s.temperature <= 0:
+            raise LongtailError("strategy.fixed_alpha must be in [0, 1] and temperature > 0")
+        require(
+            ("strategy.num_prototypes", s.num_prototypes, s.num_prototypes >= 1, ">= 1"),
+            ("strategy.proj_dim", s.proj_dim, s.proj_dim >= 1, ">= 1"),
+            ("strategy.proj_hidden", s.proj_hidden, s.proj_hidden >= 1, ">= 1"),
+        )
 
     def __init__(
         self,
         net: HybridNet,
         ce_loss: nn.Module,
-        cfg: StrategyConfig,
+        cfg: HybridConfig,
         compile: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:

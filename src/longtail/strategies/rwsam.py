@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from longtail.config import SamConfig
 from longtail.data.stream import FileImages
 from longtail.eval.balancedness import few_many_ratio
 from longtail.eval.probe import extract_features
+from longtail.optim.config import SamConfig
 from longtail.optim.sample_weights import kde_weights, label_weights
 
 

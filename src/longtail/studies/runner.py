@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from longtail import runtime
-from longtail.config import REPRESENTATION, Config, load_config, to_dict
+from longtail.config import Config, load_config, to_dict
 from longtail.errors import LongtailError
 from longtail.eval.monitor import upgrade_record
 from longtail.io import atomic_write_text
 from longtail.run_folder import FINAL, STATUS, RunFolder
+from longtail.strategies.registry import trains_classifier
 from longtail.studies.equal_size import EQUAL_SIZE
 from longtail.studies.records import merge_records
 from longtail.studies.spec import RunPlan, StudyKind, StudySpec, load_spec, split_overrides
@@ -56,7 +57,7 @@ def run_study(spec_path: str | Path, overrides: Sequence[str] = ()) -> Path:
             run = train(cfg)
             _say(f"{where}: done in {time.perf_counter() - start:.0f} s: {run}")
         final = upgrade_record(json.loads((run / FINAL).read_text()),
-                               representation=cfg.strategy.name in REPRESENTATION)  # fmt: skip
+                               representation=not trains_classifier(cfg.strategy.name))  # fmt: skip
         records.append(kind.record(run_plan, cfg, final, run))
 
     merged = merge_records(spec.results, records, kind.key_fields)

@@ -10,44 +10,28 @@ import torch.distributed as dist
 from torch import nn
 
 from longtail import runtime
-from longtail.config import REPRESENTATION, Config
+from longtail.config import Config
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.loader import DeviceLoader
+from longtail.data.prepared import PreparedData, input_transform
 from longtail.data.samplers import IndexSampler
+from longtail.data.seeds import purpose_seed
 from longtail.data.stream import CropSpec, FileImages, StreamLoader
 from longtail.errors import LongtailError
 from longtail.eval.predict import evaluate
 from longtail.launch import Shard
 from longtail.losses import logit_adjust_posthoc
+from longtail.losses.objective import Objective
 from longtail.losses.schedules import drs_mode, progressive_fraction
 from longtail.models.pretrained import load_pretrained
 from longtail.models.registry import create_model
 from longtail.models.sync_bn import convert_sync_batchnorm
 from longtail.optim.optimizers import build_optimizer
 from longtail.optim.stepper import Stepper
+from longtail.strategies.base import MethodParts, View
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
-from longtail.strategies.hybrid import Hybrid, HybridLoader, HybridNet
-from longtail.strategies.kcl import KCL, KCLNet
-from longtail.strategies.rwsam import ExampleWeights
-from longtail.strategies.ssl import ContrastiveNet, Pretrain, SimSiamNet
-from longtail.strategies.supervised import Supervised
-from longtail.train.data_setup import PreparedData, input_transform
-from longtail.train.objective import Objective
+from longtail.strategies.registry import get_method, trains_classifier
 from longtail.train.probe_run import knn_summary
-
-
-def augment_spec(cfg: Config) -> AugmentSpec:
-    a = cfg.augment
-    return AugmentSpec(
-        crop=a.crop,
-        padding=a.padding,
-        pad_mode=a.pad_mode,
-        resized_scale=(a.resized_scale[0], a.resized_scale[1]),
-        flip=a.flip,
-        jitter=(a.jitter[0], a.jitter[1], a.jitter[2], a.jitter[3]),
-        jitter_p=a.jitter_p,
-        grayscale_p=a.grayscale_p,
-    )
 
 
 def build_model(
@@ -72,14 +56,7 @@ def build_network(
     if pretrained and cfg.model.pretrained:
         load_pretrained(model, cfg.model.pretrained)
     wrap_for_stage(model, cfg)  # type: ignore[arg-type]
-    if cfg.strategy.name == "hybrid":
-        model = HybridNet(model, cfg.strategy, num_classes)
-    elif cfg.strategy.name in ("kcl", "moco"):
-        model = KCLNet(model, cfg.strategy)
-    elif cfg.strategy.name == "simsiam":
-        model = SimSiamNet(model, cfg.strategy)
-    elif cfg.strategy.name in ("simclr", "supcon"):
-        model = ContrastiveNet(model, cfg.strategy, use_labels=cfg.strategy.name == "supcon")
+    model = get_method(cfg.strategy.name).network(model, cfg.strategy, num_classes)
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -92,7 +69,7 @@ class TrainingParts:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    loader: DeviceLoader | StreamLoader | HybridLoader
+    loader: Any  # DeviceLoader, StreamLoader, or a method's composition of them
     objective: Objective
     step: Stepper
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
@@ -221,77 +198,55 @@ def build_training(
 
     def make_loader(
         mode: str,
-        seed: int,
-        max_batches: int | None,
-        views: list[tuple[AugmentSpec, int]],
+        views: list[View],
+        *,
+        sampler: str = "sampler",
+        cut: bool = True,
         with_indices: bool = False,
     ) -> DeviceLoader | StreamLoader:
-        """Batches of ``mode``-sampled indices, one augmented view per (spec, seed)."""
-        sampler = IndexSampler(
+        """Batches of ``mode``-sampled indices, one augmented view per (spec, seed purpose)."""
+        index_sampler = IndexSampler(
             labels,
             data.num_classes,
             cfg.train.batch_size,
             mode=mode,  # type: ignore[arg-type]
             drop_last=True,
-            generator=torch.Generator(device=where).manual_seed(seed),
-            max_batches=max_batches,
+            generator=torch.Generator(device=where).manual_seed(seed(sampler)),
+            max_batches=cfg.train.max_steps_per_epoch if cut else None,
         )
+        seeded = [(spec, seed(purpose)) for spec, purpose in views]
         if isinstance(data.train_images, FileImages):
-            return stream_loader(cfg, data.train_images, labels, sampler, views, data, device,
-                                 seed, with_indices, shard)  # fmt: skip
+            return stream_loader(cfg, data.train_images, labels, index_sampler, seeded, data,
+                                 device, seed(sampler), with_indices, shard)  # fmt: skip
         augments = [
             BatchAugment(spec, data.mean, data.std, torch.Generator(device=device).manual_seed(s))
-            for spec, s in views
+            for spec, s in seeded
         ]
-        return DeviceLoader(data.train_images, labels, sampler, augments, with_indices, shard)
+        return DeviceLoader(data.train_images, labels, index_sampler, augments, with_indices, shard)
 
-    seed, cut = cfg.train.seed, cfg.train.max_steps_per_epoch
-    spec = augment_spec(cfg)
-    loader: DeviceLoader | StreamLoader | HybridLoader
-    if cfg.strategy.name == "hybrid":
-        plain = replace(spec, jitter=(0.0, 0.0, 0.0, 0.0))
-        views = [
-            (spec if j else plain, seed + 1 + k) for k, j in enumerate(cfg.strategy.jitter_views)
-        ]
-        loader = HybridLoader(
-            make_loader(cfg.strategy.contrastive_sampler, seed, cut, views),
-            make_loader(cfg.strategy.ce_sampler, seed + 10, None, [(plain, seed + 11)]),
-        )
-    elif cfg.strategy.name in REPRESENTATION:  # two views of one instance-sampled batch
-        views = [(spec, seed + 1), (spec, seed + 2)]
-        # rwSAM's per-example weights need the batch's dataset indices
-        loader = make_loader("random", seed, cut, views, with_indices=not isinstance(model, KCLNet))
-    else:
-        loader = make_loader(cfg.train.sampler, seed, cut, [(spec, seed + 1)])
+    def seed(purpose: str) -> int:
+        return purpose_seed(cfg.train.seed, purpose)
+
+    objective = Objective(cfg.loss, data.train_counts).to(device)
+    parts = MethodParts(
+        net=model,
+        data=data,
+        device=device,
+        augment=cfg.augment,
+        loader=make_loader,
+        objective=objective,
+        seed=seed,
+        train=cfg.train,
+        sam=cfg.sam,
+        eval=cfg.eval,
+        transform=input_transform(cfg.train.channels_last, data, device),
+    )
+    loader, method = get_method(cfg.strategy.name).build(parts, cfg.strategy)
     if len(loader) == 0:
         raise LongtailError(
             f"train.batch_size={cfg.train.batch_size} exceeds the {len(data.train_labels)} training"
             " images: lower the batch size"
         )
-    objective = Objective(cfg.loss, data.train_counts).to(device)
-    method: nn.Module
-    if isinstance(model, HybridNet):
-        draw = None
-        if cfg.strategy.positives is not None:  # hybrid SC's positives, drawn each step
-            draw = torch.Generator(device=device).manual_seed(seed + 30)
-        method = Hybrid(model, objective, cfg.strategy, cfg.train.compile, draw)
-    elif isinstance(model, KCLNet):
-        strategy = replace(cfg.strategy, k=0) if cfg.strategy.name == "moco" else cfg.strategy
-        method = KCL(model, strategy, device, seed + 20)
-    elif isinstance(model, SimSiamNet | ContrastiveNet):
-        weights = ExampleWeights(
-            cfg.sam,
-            data.train_images,
-            data.train_labels,
-            data.train_counts,
-            model.backbone,
-            input_transform(cfg.train.channels_last, data, device),
-            cfg.eval.batch_size,
-            (cfg.eval.many_threshold, cfg.eval.few_threshold),
-        )
-        method = Pretrain(model, weights)
-    else:
-        method = Supervised(model, objective, cfg.train.compile)
     amp = runtime.autocast_dtype(cfg.train, device)
     skips_sync = cfg.sam.rho > 0 and not cfg.sam.sync_first  # SAM's first pass under no_sync
     step = Stepper(
@@ -318,7 +273,7 @@ def evaluate_model(
     A representation-learning run (SSL, SupCon, KCL stage 1) never trains its classifier, so it is
     evaluated by a kNN classifier on its frozen features instead (:func:`knn_summary`).
     """
-    if cfg.strategy.name in REPRESENTATION:
+    if not trains_classifier(cfg.strategy.name):
         return knn_summary(model, data, cfg, device)
     transform = input_transform(cfg.train.channels_last, data, device)
     return evaluate(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import torch
 
 from longtail.config import DataConfig
 from longtail.data.arrays import ImageArrays
-from longtail.data.augment import channel_stats, normalize
 from longtail.data.class_names import align_labels
 from longtail.data.loader import to_device_tensor
 from longtail.data.lt_index import (
@@ -22,45 +20,9 @@ from longtail.data.lt_index import (
     long_tail_indices,
 )
 from longtail.data.pack import read_pack, read_pack_meta
+from longtail.data.prepared import PreparedData
 from longtail.data.registry import dataset_stats, list_files, load_split
-from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
-
-
-@dataclass
-class PreparedData:
-    """Everything the epoch loop needs from the data, on one device."""
-
-    train_images: torch.Tensor | FileImages  # uint8 [N, C, H, W], or files when streaming
-    train_labels: torch.Tensor  # int64 [N]
-    test_images: torch.Tensor | FileImages  # uint8 [M, C, H, W], or files when streaming
-    test_labels: torch.Tensor  # int64 [M]
-    classes: list[str]
-    train_counts: list[int]  # per class, in the long-tailed training subset
-    mean: list[float]  # per channel, of the full training split, in [0, 1] units
-    std: list[float]
-    index_record: dict[str, Any] = field(default_factory=dict)  # what lt_index.json holds
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def in_chans(self) -> int:
-        return int(self.train_images.shape[1])
-
-
-def input_transform(
-    channels_last: bool, data: PreparedData, device: torch.device
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 batch -> the normalised float model input (no augmentation), NHWC when ``channels_last``."""
-    mean, std = channel_stats(data.mean, data.std, data.in_chans, device)  # uploaded once
-
-    def transform(x: torch.Tensor) -> torch.Tensor:
-        x = normalize(x, mean, std)
-        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-    return transform
 
 
 def list_file(cfg: DataConfig, split: str) -> str | None:

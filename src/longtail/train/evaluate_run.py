@@ -10,12 +10,13 @@ from typing import Any
 from torch import nn
 
 from longtail import runtime
-from longtail.config import REPRESENTATION, Config, merge_config, overrides_tree, to_dict
+from longtail.config import Config, merge_config, overrides_tree, to_dict
 from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.monitor import monitor_names, monitor_prefix
 from longtail.io import atomic_write_json, rounded
 from longtail.run_folder import INDEX, RunFolder
+from longtail.strategies.registry import trains_classifier
 from longtail.train.build import build_model, evaluate_model
 from longtail.train.data_setup import (
     PreparedData,
@@ -53,7 +54,7 @@ def evaluate_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str
     cfg, data, model, epoch, run = _load_run(run_dir, overrides)
     device = data.test_labels.device
     # a representation run's evaluation is its kNN monitor: knn_top1 etc., as in final.json
-    named = monitor_prefix(cfg.strategy.name in REPRESENTATION)
+    named = monitor_prefix(not trains_classifier(cfg.strategy.name))
     result = monitor_names(evaluate_model(model, data, cfg, device), named)
     if cfg.probe.enabled:
         result.update(probe_run(model, data, cfg, device, None))

@@ -15,15 +15,16 @@ from typing import Any
 import torch
 
 from longtail import launch, runtime
-from longtail.config import REPRESENTATION, Config
+from longtail.config import Config
+from longtail.data.prepared import PreparedData
 from longtail.errors import LongtailError
 from longtail.eval.monitor import GROUP_KEYS, monitor_names, monitor_prefix
 from longtail.eval.plots import plot_per_class_accuracy
 from longtail.optim.schedules import lr_factor
 from longtail.protocol import shortened
 from longtail.run_folder import CHECKPOINT, PLOT, PROBE_PLOT, RunFolder
+from longtail.strategies.registry import trains_classifier
 from longtail.train.build import TrainingParts, evaluate_model
-from longtail.train.data_setup import PreparedData
 from longtail.train.probe_run import probe_run
 from longtail.train.progress import Progress
 from longtail.train.tensorboard_log import TensorBoardLog
@@ -51,7 +52,7 @@ def fit(
     """
     t_start = time.perf_counter()
     # a representation run's evaluation is a kNN monitor: knn_top1 etc. (eval/monitor.py)
-    named = monitor_prefix(cfg.strategy.name in REPRESENTATION)
+    named = monitor_prefix(not trains_classifier(cfg.strategy.name))
     best = f"best_{named}top1"
     history = {"train_s": 0.0, "wall_s": 0.0} if history is None else history
     wall_before = history["wall_s"]

@@ -29,6 +29,7 @@ from longtail.config import Config
 from longtail.data.arrays import ImageArrays
 from longtail.data.loader import to_device_tensor
 from longtail.data.pack import read_pack, read_pack_meta
+from longtail.data.prepared import PreparedData, input_transform
 from longtail.data.registry import list_files, load_split
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
@@ -47,8 +48,6 @@ from longtail.eval.representation import (
 )
 from longtail.protocol import shortened
 from longtail.train.data_setup import (
-    PreparedData,
-    input_transform,
     is_source_pack,
     list_file,
     load_arrays,

@@ -18,10 +18,11 @@ import torch
 
 from longtail.config import DataConfig
 from longtail.data.class_names import align_labels
+from longtail.data.prepared import PreparedData
 from longtail.data.registry import list_files
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
-from longtail.train.data_setup import PreparedData, choose_indices, list_file, spread_indices
+from longtail.train.data_setup import choose_indices, list_file, spread_indices
 
 # the ImageNet statistics every ImageNet-LT / Places-LT / iNaturalist code base normalises with
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

@@ -14,6 +14,7 @@ import torch
 
 from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
+from longtail.data.prepared import PreparedData
 from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
@@ -21,7 +22,7 @@ from longtail.io import DiskFullError, atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
-from longtail.train.data_setup import PreparedData, prepare_data
+from longtail.train.data_setup import prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
 from longtail.train.tensorboard_log import require_tensorboard

@@ -1,18 +1,13 @@
-"""Pre-training a representation: SimSiam, SimCLR and SupCon, with optional (rw)SAM steps.
+"""Pre-training a representation on two views of instance-sampled batches, with optional (rw)SAM.
 
-Each batch is two augmented views of B instance-sampled images (the SSL augmentation set:
-random resized crop, flip, colour jitter, grayscale), ``([x1, x2], y, indices)``.
+What SimCLR, SupCon and SimSiam share: batches ``([x1, x2], y, indices)`` (the SSL augmentation
+set: random resized crop, flip, colour jitter, grayscale), the :class:`Pretrain` step, and the
+two-view contrastive network.
 
-* **SimSiam** (Chen & He, CVPR 2021): z = projector(backbone(x)), p = predictor(z);
-  L = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2 with D the negative cosine (eq. 1-2). The views go
-  through the network one at a time, as the official code does (BatchNorm statistics per view).
 * **SimCLR** (Chen et al., ICML 2020): InfoNCE / NT-Xent over the 2B projections, positives the
   other view of the same image (eq. 1). **SupCon** (Khosla et al. 2020): the same with every
   same-class view positive (L_out, eq. 2). Both views go through one forward (SupContrast's
-  ``torch.cat`` of the views), so BatchNorm sees 2B images.
-
-MoCo v2 (He et al. 2020; Chen et al. 2020) is :mod:`longtail.strategies.kcl` with k = 0: the own
-key is the only positive and the queue's keys are negatives.
+  ``torch.cat`` of the views), so BatchNorm sees 2B images (:class:`ContrastiveNet`).
 
 With ``sam.rho > 0`` every step is a SAM step (:func:`longtail.optim.sam.sam_step`): the loss that
 defines the perturbation is weighted per example by :class:`~longtail.strategies.rwsam.ExampleWeights`
@@ -23,55 +18,27 @@ linear probe on the frozen features (:mod:`longtail.train.probe_run`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from longtail import runtime
-from longtail.config import StrategyConfig
 from longtail.dist import distributed_contrastive
 from longtail.losses.contrastive import InfoNCELoss, SupConLoss
-from longtail.losses.simsiam import SimSiamLoss
 from longtail.models.heads import ProjectionHead
-from longtail.models.ssl_heads import SimSiamPredictor, SimSiamProjector
+from longtail.strategies.base import Method, MethodParts, ProjectedConfig, check_pretraining
 from longtail.strategies.rwsam import ExampleWeights
 
-
-class SimSiamNet(nn.Module):
-    """Backbone + SimSiam projector (``proj_layers`` deep, ``proj_hidden`` wide, ``proj_dim`` out)
-    + predictor (``proj_dim -> pred_hidden -> proj_dim``). ``forward`` is the backbone's own."""
-
-    def __init__(self, backbone: nn.Module, cfg: StrategyConfig) -> None:
-        super().__init__()
-        self.backbone = backbone
-        width = int(backbone.num_features)  # type: ignore[arg-type]
-        self.projector = SimSiamProjector(width, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers)
-        self.predictor = SimSiamPredictor(cfg.proj_dim, cfg.pred_hidden)
-        self.criterion = SimSiamLoss()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.backbone(x)  # type: ignore[no-any-return]
-
-    def embed(self, views: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(p1, p2, z1, z2) [B, proj_dim] of two views ``[B, C, H, W]``, one forward each."""
-        z1, z2 = (self.projector(self.backbone.forward_pooled(v)) for v in views)  # type: ignore[operator]
-        return self.predictor(z1), self.predictor(z2), z1, z2
-
-    def objective(self, out: tuple[Tensor, ...], labels: Tensor, weights: Tensor | None) -> Tensor:
-        """SimSiam's symmetrised loss in float32; ``weights`` [B] or None."""
-        p1, p2, z1, z2 = (runtime.at_least_fp32(t) for t in out)
-        return self.criterion(p1, p2, z1, z2, weights=weights)  # type: ignore[no-any-return]
-
-    def loss(self, views: list[Tensor], labels: Tensor, weights: Tensor | None) -> Tensor:
-        return self.objective(self.embed(views), labels, weights)
+if TYPE_CHECKING:
+    from longtail.config import Config
 
 
 class ContrastiveNet(nn.Module):
     """Backbone + projection MLP (``proj_hidden``, ``proj_dim``) for SimCLR (``use_labels=False``)
     or SupCon (``use_labels=True``) at temperature ``cfg.temperature``."""
 
-    def __init__(self, backbone: nn.Module, cfg: StrategyConfig, use_labels: bool) -> None:
+    def __init__(self, backbone: nn.Module, cfg: ProjectedConfig, use_labels: bool) -> None:
         super().__init__()
         self.backbone = backbone
         width = int(backbone.num_features)  # type: ignore[arg-type]
@@ -112,14 +79,34 @@ class ContrastiveNet(nn.Module):
         return self.objective(self.embed(views), labels, weights)
 
 
-class Pretrain(nn.Module):
-    """Pre-training a :class:`SimSiamNet` or :class:`ContrastiveNet` on batches
-    ``([x1, x2], y, indices)``: plain, SAM, or rwSAM (SAM's first pass weighted per example by
-    :class:`~longtail.strategies.rwsam.ExampleWeights`)."""
+class Pretrain(Method):
+    """Pre-training a network with ``embed(views)`` and ``objective(out, labels, weights, ids)``
+    on batches ``([x1, x2], y, indices)``: plain, SAM, or rwSAM (SAM's first pass weighted per
+    example by :class:`~longtail.strategies.rwsam.ExampleWeights`)."""
 
-    def __init__(self, net: SimSiamNet | ContrastiveNet, weights: ExampleWeights) -> None:
+    trains_classifier = False  # evaluated by kNN / linear probes on the frozen backbone
+    example_weights = True
+    supports_compile = False
+
+    def __init__(self, net: nn.Module, weights: ExampleWeights) -> None:
         super().__init__()
         self.net, self.weights = net, weights
+
+    @classmethod
+    def build(cls, parts: MethodParts, cfg: Any) -> tuple[Any, Pretrain]:
+        """Two views of one instance-sampled batch, with its positions (rwSAM's weights)."""
+        views = [(parts.augment, "view1"), (parts.augment, "view2")]
+        weights = ExampleWeights(
+            parts.sam,
+            parts.data.train_images,
+            parts.data.train_labels,
+            parts.data.train_counts,
+            parts.net.backbone,  # type: ignore[arg-type]
+            parts.transform,
+            parts.eval.batch_size,
+            (parts.eval.many_threshold, parts.eval.few_threshold),
+        )
+        return parts.loader("random", views, with_indices=True), cls(parts.net, weights)
 
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """rwSAM's KDE weights are re-estimated here, every ``sam.refresh_every`` epochs."""
@@ -134,12 +121,24 @@ class Pretrain(nn.Module):
     def loss(self, out: Any, batch: Any, reweighted: bool = False) -> Tensor:
         _, labels, indices = batch
         weights = self.weights(indices) if reweighted else None
-        if isinstance(self.net, ContrastiveNet):
-            return self.net.objective(out, labels, weights, ids=indices)
-        return self.net.objective(out, labels, weights)
+        return self.net.objective(out, labels, weights, ids=indices)  # type: ignore[operator, no-any-return]
 
     def step_state(self) -> dict[str, Any]:
         return {"weights": self.weights.state_dict()}
 
     def load_step_state(self, state: dict[str, Any]) -> None:
         self.weights.load_state_dict(state["weights"])
+
+
+class ContrastivePretrain(Pretrain):
+    """SimCLR or SupCon (``uses_labels``) on a :class:`ContrastiveNet`."""
+
+    uses_labels = False
+
+    @classmethod
+    def network(cls, backbone: nn.Module, cfg: ProjectedConfig, num_classes: int) -> nn.Module:
+        return ContrastiveNet(backbone, cfg, use_labels=cls.uses_labels)
+
+    @classmethod
+    def check(cls, cfg: Config) -> None:
+        check_pretraining(cfg)

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail.config import LossConfig
 from longtail.dist import global_mean
 from longtail.losses import (
     BalancedSoftmaxLoss,
@@ -17,6 +16,7 @@ from longtail.losses import (
     LDAMLoss,
     LogitAdjustedLoss,
 )
+from longtail.losses.config import LossConfig
 from longtail.losses.schedules import drw_weights
 
 
