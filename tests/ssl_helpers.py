@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -17,15 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.config import load_config
+from longtail.strategies.registry import method_config
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.data_setup import prepare_data
 from tiny_runs import tiny_run
 
 # Small heads and probes: SSL runs of 2 epochs x 2 steps finish in about a second on one core.
-# (each method's section has only its own keys: SimSiam's predictor width is added for it alone)
+# Each method's section has only its own keys: the heads' sizes go to the methods that have them.
+HEADS = ["strategy.proj_hidden=32", "strategy.proj_dim=16", "strategy.pred_hidden=8"]
 SSL_TINY = [
-    "strategy.proj_hidden=32",
-    "strategy.proj_dim=16",
     "probe.knn_k=10",
     "schedule.warmup_epochs=0",  # a planned length a resumed run shares
     "train.max_steps_per_epoch=2",
@@ -42,8 +43,9 @@ def ssl_parts(idx_root: Path, out: Path, *extra: str) -> TrainingParts:
 def ssl_run(idx_root: Path, out: Path, *extra: str) -> list[str]:
     """The overrides of a tiny SSL run on the idx fixture at ``idx_root``, written under ``out``."""
     names = [item.split("=", 1)[1] for item in extra if item.startswith("strategy.name=")]
-    predictor = ["strategy.pred_hidden=8"] if names and names[-1] == "simsiam" else []
-    return tiny_run(idx_root, *SSL_TINY, *predictor, f"out_dir={out}", *extra)
+    own = {f.name for f in fields(method_config(names[-1] if names else "supervised"))}
+    heads = [h for h in HEADS if h.split("=")[0].removeprefix("strategy.") in own]
+    return tiny_run(idx_root, *SSL_TINY, *heads, f"out_dir={out}", *extra)
 
 
 def pooled_by_hand(

@@ -110,12 +110,12 @@ CASES = {
 }
 PRETRAIN = ["loss.reweight=none", "loss.reweight_epoch=0", "augment.crop=resized",
             "augment.jitter=[0.4,0.4,0.4,0.1]", "strategy.proj_hidden=16", "strategy.proj_dim=8",
-            "strategy.pred_hidden=4", "train.batch_size=8"]  # fmt: skip
+            "train.batch_size=8"]  # fmt: skip
 CASES |= {  # pre-training (the demo's DRW off: these train no classifier)
     "simclr": [*PRETRAIN, "strategy.name=simclr", "strategy.temperature=0.5"],
     "supcon": [*PRETRAIN, "strategy.name=supcon"],
     # rwSAM: KDE weights from every rank's identical backbone, both SAM passes synchronised
-    "simsiam_rwsam": [*PRETRAIN, "strategy.name=simsiam", "sam.rho=0.5", "sam.adaptive=true",
+    "simsiam_rwsam": [*PRETRAIN, "strategy.name=simsiam", "strategy.pred_hidden=4", "sam.rho=0.5", "sam.adaptive=true",
                       "sam.weights=kde", "sam.neighbors=3"],
     # KCL: the queue fills with every rank's keys; the k-positive draw is the global draw's rows
     "kcl": [*PRETRAIN, "strategy.name=kcl", "strategy.k=2", "strategy.queue_size=48",
