@@ -378,8 +378,8 @@ def _list_methods() -> None:
     print("# strategies (strategy.name), each a module of longtail.strategies")
     registered = registry.methods()
     width = max(map(len, registered))
-    for name, method in registered.items():
-        print(f"{name:<{width}}  {method.summary}".rstrip())
+    for name, entry in registered.items():
+        print(f"{name:<{width}}  {entry.summary}".rstrip())
     print("# losses (loss.name)")
     print("\n".join(choices()["loss.name"]))
 

@@ -323,7 +323,12 @@ class BatchAugment:
             p.top, p.left = offsets[:, 0], offsets[:, 1]
         elif s.crop == "resized":
             p.box = sample_resized_boxes(
-                batch, height, width, s.resized_scale, s.resized_ratio, self.generator
+                batch,
+                height,
+                width,
+                (s.resized_scale[0], s.resized_scale[1]),
+                (s.resized_ratio[0], s.resized_ratio[1]),
+                self.generator,
             )
         if s.flip:
             p.flip = self._rand(batch) < 0.5

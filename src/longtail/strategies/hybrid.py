@@ -199,7 +199,7 @@ class Hybrid(Method):
     def build(cls, parts: MethodParts, cfg: HybridConfig) -> tuple[HybridLoader, Hybrid]:
         """Two streams: ``contrastive_sampler`` batches in two views (the one with
         ``jitter_views`` true gets augment.jitter), ``ce_sampler`` batches in one plain view."""
-        plain = replace(parts.augment, jitter=(0.0, 0.0, 0.0, 0.0))
+        plain = replace(parts.augment, jitter=[0.0, 0.0, 0.0, 0.0])
         views = [
             (parts.augment if jitter else plain, f"view{k + 1}")
             for k, jitter in enumerate(cfg.jitter_views)

@@ -116,7 +116,7 @@ class Pretrain(Method):
         return self.weights.summary() if self.weights.active else {}
 
     def forward(self, batch: Any) -> Any:
-        return self.net.embed(batch[0])
+        return self.net.embed(batch[0])  # type: ignore[operator]
 
     def loss(self, out: Any, batch: Any, reweighted: bool = False) -> Tensor:
         _, labels, indices = batch

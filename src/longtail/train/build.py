@@ -162,7 +162,8 @@ def stream_loader(
             " set augment.crop=resized (and augment.resized_scale, [0.08, 1.0] for ImageNet)"
         )
     first = views[0][0]
-    crop = CropSpec(size=files.crop, scale=first.resized_scale, ratio=first.resized_ratio,
+    crop = CropSpec(size=files.crop, scale=(first.resized_scale[0], first.resized_scale[1]),
+                    ratio=(first.resized_ratio[0], first.resized_ratio[1]),
                     flip=first.flip)  # fmt: skip
     augments = [
         BatchAugment(replace(spec, crop="none", flip=False), data.mean, data.std,
