@@ -121,6 +121,10 @@ CASES |= {  # pre-training (the demo's DRW off: these train no classifier)
     "kcl": [*PRETRAIN, "strategy.name=kcl", "strategy.k=2", "strategy.queue_size=48",
             "strategy.temperature=0.2"],
     "moco": [*PRETRAIN, "strategy.name=moco", "strategy.queue_size=48", "strategy.temperature=0.2"],
+    # BCL: every rank's views contrasted with the class centres (parameters, equal on every rank)
+    "bcl": ["loss.name=logit_adjusted", "loss.reweight=none", "loss.reweight_epoch=0",
+            "model.classifier=cosine", "strategy.name=bcl", "strategy.logit_scale=16",
+            "strategy.proj_hidden=16", "strategy.proj_dim=8", "train.batch_size=8"],
 }  # fmt: skip
 # the streaming path (DataLoader decoding of files, crops drawn for the global batch and sharded):
 # a published-style list used as given, RandomResizedCrop + flip in the workers, jitter on device

@@ -72,10 +72,18 @@ class GatheredBatchNorm(_BatchNorm):
             )
 
 
+class ReplicatedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d over rows every rank holds whole and alike (BCL's class centres, computed from
+    the classifier's weights): never synchronised, since gathering W copies of the same rows would
+    change the running variance's N / (N - 1) and count each row W times in the gradient."""
+
+
 def to_gathered(model: nn.Module) -> nn.Module:
     """``model`` with every BatchNorm layer replaced by :class:`GatheredBatchNorm` (the same
     parameters and running statistics, moved over; ``model`` itself is changed and returned)."""
     for name, child in list(model.named_children()):
+        if isinstance(child, ReplicatedBatchNorm1d):
+            continue
         if isinstance(child, _BatchNorm) and not isinstance(child, GatheredBatchNorm):
             gathered = GatheredBatchNorm(
                 child.num_features, child.eps, child.momentum, child.affine,
@@ -105,4 +113,8 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device | str) -> nn.M
         return model
     if torch.device(device).type == "cpu":
         return to_gathered(model)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    kept = [(n, m) for n, m in model.named_modules() if isinstance(m, ReplicatedBatchNorm1d) and n]
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, module in kept:  # torch converts every BatchNorm: these are put back
+        converted.set_submodule(name, module)
+    return converted

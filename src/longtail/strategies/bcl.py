@@ -29,6 +29,7 @@ from longtail.dist import distributed_contrastive
 from longtail.errors import LongtailError, require
 from longtail.losses.bcl import BCLLoss
 from longtail.models.heads import ProjectionHead
+from longtail.models.sync_bn import ReplicatedBatchNorm1d
 from longtail.strategies.base import Method, MethodParts, ProjectedConfig
 from longtail.strategies.registry import register
 
@@ -69,6 +70,8 @@ class BCLNet(nn.Module):
         width = int(backbone.num_features)  # type: ignore[arg-type]
         self.projector = ProjectionHead(width, cfg.proj_hidden, cfg.proj_dim, cfg.proj_batch_norm)
         self.center_head = ProjectionHead(width, cfg.proj_hidden, cfg.proj_dim, cfg.proj_batch_norm)
+        if cfg.proj_batch_norm:  # its rows are the classifier's weights: alike on every rank
+            self.center_head.net[1] = ReplicatedBatchNorm1d(cfg.proj_hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.backbone(x)  # type: ignore[no-any-return]
