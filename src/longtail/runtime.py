@@ -127,8 +127,9 @@ def set_threads(threads: int) -> None:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's (its legacy generator takes 32 bits) and torch's global generators."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 

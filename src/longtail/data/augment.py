@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from longtail.data.augment_spec import AugmentSpec
+from longtail.data.seeds import derive
 from longtail.errors import LongtailError
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -309,8 +310,9 @@ class BatchAugment:
             torch.tensor([1.0, 1.0, 1.0, 0.0], device=self.device),
         )
         # The op order is host-side control flow: drawing it from a CPU generator avoids a sync.
-        order_seed = (generator.initial_seed() * 0x9E3779B97F4A7C15 + 1) % 2**63
-        self.order_generator = torch.Generator().manual_seed(order_seed)
+        self.order_generator = torch.Generator().manual_seed(
+            derive(generator.initial_seed(), "order")
+        )
 
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.generator, device=self.device)

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from longtail.data.augment import RESIZED_CROP_TRIES, AugmentParams, BatchAugment
 from longtail.data.loader import load_loader_state
 from longtail.data.samplers import IndexSampler
+from longtail.data.seeds import derive
 from longtail.data.stream_transforms import eval_crop, train_crop
 from longtail.errors import LongtailError
 from longtail.launch import Shard
@@ -104,8 +105,7 @@ def _worker_init(_: int) -> None:
 
 def crop_generator(seed: int, view: int, epoch: int, batch: int) -> torch.Generator:
     """A CPU generator that depends on (seed, view, epoch, batch) alone."""
-    state = np.random.SeedSequence([seed, view, epoch, batch]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return torch.Generator().manual_seed(derive(seed, view, epoch, batch))
 
 
 def _checked(loader: DataLoader[Any]) -> Iterator[Any]:
