@@ -37,9 +37,9 @@ from records import write_records  # noqa: E402
 
 from longtail import launch, runtime
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.io import atomic_write_json
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 
 
 def time_steps(recipe: str, overrides: list[str], steps: int, warmup: int) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from longtail import runtime
 from longtail.data.augment import AugmentSpec, BatchAugment
 from longtail.data.samplers import IndexSampler
 from longtail.data.stream import CropSpec, StreamLoader
-from longtail.train.stream_setup import GIB, IMAGENET_MEAN, IMAGENET_STD, device_bytes
+from longtail.data.stream_setup import GIB, IMAGENET_MEAN, IMAGENET_STD, device_bytes
 
 # (train, val, test) images of the published splits
 SETS = {

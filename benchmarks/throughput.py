@@ -23,8 +23,8 @@ from records import write_records  # noqa: E402
 
 from longtail import runtime
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.train.build import TrainingParts, build_training
-from longtail.train.data_setup import prepare_data
 
 
 def _sync(device: torch.device) -> None:

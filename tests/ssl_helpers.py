@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.strategies.registry import method_config
 from longtail.train.build import TrainingParts, build_training
-from longtail.train.data_setup import prepare_data
 from tiny_runs import tiny_run
 
 # Small heads and probes: SSL runs of 2 epochs x 2 steps finish in about a second on one core.

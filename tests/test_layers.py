@@ -84,3 +84,33 @@ def test_nothing_outside_the_registry_names_a_method() -> None:
     for path in [*sorted((PACKAGE / "train").rglob("*.py")), PACKAGE / "config.py"]:
         imported = sorted(n for n in _imports(path) if any(n.startswith(m) for m in modules))
         assert not imported, f"{path.relative_to(PACKAGE)} imports {imported[0]}"
+
+
+# data/ answers the data questions alone: what it may import besides itself
+DATA_MAY_IMPORT = ("longtail.data", "longtail.errors", "longtail.io", "longtail.launch",
+                   "longtail.text_files")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path", sorted((PACKAGE / "data").rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_data_imports_only_data_and_utilities(path: Path) -> None:
+    """The subset rule, packs and seeds live in data/: it never asks the run's config, a model,
+    a method or the trainer (a data question never climbs back up)."""
+    upward = sorted(
+        n for n in _imports(path)
+        if n.startswith("longtail") and not n.startswith(DATA_MAY_IMPORT)
+    )  # fmt: skip
+    assert not upward, f"{path.relative_to(PACKAGE)} imports {upward[0]}: keep data/ self-contained"
+
+
+def test_no_dataset_name_decides_outside_data() -> None:
+    """Outside data/, no module branches on the pack's dataset name: it asks a DataSource."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if (PACKAGE / "data") in path.parents:
+            continue
+        text = path.read_text()
+        assert 'dataset == "pack"' not in text and 'dataset != "pack"' not in text, (
+            f"{path.relative_to(PACKAGE)} branches on data.dataset == 'pack': ask"
+            " longtail.data.source.DataSource instead"
+        )

@@ -126,7 +126,7 @@ def _row_free(recipe: Path) -> dict[str, Any]:
 def test_a_family_member_is_its_trained_recipe_at_its_own_ratio(
     recipe: Path, decode_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from longtail.train.data_setup import describe_subset
+    from longtail.data.setup import describe_subset
 
     monkeypatch.chdir(REPO)
     trained = _trained(recipe)

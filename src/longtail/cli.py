@@ -96,7 +96,7 @@ def cmd_taunorm(args: list[str]) -> None:
 
 def cmd_data(args: list[str]) -> None:
     from longtail.config import load_config
-    from longtail.train.data_setup import describe_subset
+    from longtail.data.setup import describe_subset
 
     recipe, overrides = _split_recipe(args)
     cfg = load_config(recipe, overrides)
@@ -105,7 +105,7 @@ def cmd_data(args: list[str]) -> None:
 
 def cmd_pack(args: list[str]) -> None:
     from longtail.config import load_config
-    from longtail.train.pack_recipe import build_pack
+    from longtail.data.pack_recipe import build_pack
 
     whole = "--whole" in args  # the whole training split: runs subset it as the source
     recipe, rest = _split_recipe([a for a in args if a != "--whole"])

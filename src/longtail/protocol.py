@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail.config import Config, load_config, to_dict
+from longtail.data.source import is_pack
 from longtail.errors import LongtailError
 
 # (section, key) pairs that do not change a run's result
@@ -102,7 +103,7 @@ def _source(cfg: Config) -> tuple[str, str]:
     """(dataset, root) a run's images come from: a pack (``longtail pack`` of the recipe's data)
     counts as the recipe's own dataset and root."""
     data = cfg.data
-    if data.dataset != "pack" or not cfg.recipe or not Path(cfg.recipe).is_file():
+    if not is_pack(data) or not cfg.recipe or not Path(cfg.recipe).is_file():
         return data.dataset, data.root
     try:
         source = load_config(cfg.recipe).data

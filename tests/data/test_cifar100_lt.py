@@ -20,9 +20,9 @@ from longtail.config import load_config
 from longtail.data.lt_index import long_tail_counts, long_tail_indices
 from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.readers.cifar import read_cifar
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 from shared_data import REPO, require_shared
 
 RECIPES = REPO / "recipes" / "cifar100_lt"

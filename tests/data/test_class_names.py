@@ -12,8 +12,8 @@ import torch
 from data.fixtures import write_image_folder
 from longtail.config import load_config
 from longtail.data.class_names import align_labels
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
-from longtail.train.data_setup import prepare_data
 
 CLASSES = ["apple", "bee", "cat", "dog"]
 

@@ -10,22 +10,23 @@ import pytest
 from data.fixtures import write_idx, write_image_folder
 from longtail.config import load_config
 from longtail.data.pack import read_pack, read_pack_meta
+from longtail.data.pack_recipe import build_pack
+from longtail.data.setup import describe_subset, prepare_data
+from longtail.data.source import DataSource
 from longtail.errors import LongtailError
-from longtail.train.data_setup import describe_subset, load_arrays, prepare_data
-from longtail.train.pack_recipe import build_pack
 
 
 def _check_round_trip(overrides: list[str], out: Path) -> None:
     cfg = load_config(None, overrides).data
     summary = build_pack(cfg, out)
     meta = read_pack_meta(out)
-    full = load_arrays(cfg, "train")
+    full = DataSource.of(cfg).arrays("train")
     indices = np.asarray(meta["lt_index"]["indices"])
     packed = read_pack(out, "train")
     assert np.array_equal(packed.images, full.images[indices])
     assert np.array_equal(packed.labels, full.labels[indices])
     test = read_pack(out, "test")
-    assert np.array_equal(test.images, load_arrays(cfg, "test").images)
+    assert np.array_equal(test.images, DataSource.of(cfg).arrays("test").images)
     assert summary["counts"] == np.bincount(packed.labels, minlength=full.num_classes).tolist()
     as_pack = load_config(None, [*overrides, "data.dataset=pack", f"data.root={out}"]).data
     packed_counts, source_counts = describe_subset(as_pack), describe_subset(cfg)

@@ -18,8 +18,8 @@ from data.fixtures import write_split_list
 from longtail.cli import main
 from longtail.config import Config, load_config
 from longtail.data.registry import list_files
+from longtail.data.setup import describe_subset, prepare_data, prepare_validation
 from longtail.errors import LongtailError
-from longtail.train.data_setup import describe_subset, prepare_data, prepare_validation
 from shared_data import require_shared
 
 # (list, images, classes, largest class, smallest class): counted from the published files

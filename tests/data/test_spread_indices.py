@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from longtail.train.data_setup import spread_indices
+from longtail.data.subset import spread_indices
 
 
 def test_spread_keeps_every_class_of_a_sorted_split() -> None:

@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 from data.fixtures import write_idx
 from longtail.cli import main
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.deploy.model_files import MODEL, PREPROCESS
 from longtail.deploy.predict import predict_files
 from longtail.errors import LongtailError
 from longtail.train.build import build_model
-from longtail.train.data_setup import prepare_data
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import train
 from tiny_runs import tiny_run

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from data.fixtures import write_idx
 from longtail.config import LossConfig, load_config
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.losses import class_balanced_weights
 from longtail.losses.objective import Objective
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import train
 from tiny_runs import tiny_run
 

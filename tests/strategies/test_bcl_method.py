@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.losses.bcl import BCLLoss
 from longtail.strategies.bcl import BCL, BCLNet
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import train
 from tiny_runs import tiny_run
 

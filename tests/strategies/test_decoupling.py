@@ -14,11 +14,13 @@ from longtail.cli import main
 from longtail.config import load_config
 from longtail.data.augment import normalize
 from longtail.data.registry import dataset_stats
+from longtail.data.setup import prepare_data
+from longtail.data.source import DataSource
+from longtail.data.subset import validation_indices
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.strategies.decoupling import LearnableWeightScaling, TauNormalized, check_frozen
 from longtail.train.build import build_training
-from longtail.train.data_setup import load_arrays, prepare_data, validation_indices
 from longtail.train.evaluate_run import evaluate_run, taunorm_run
 from longtail.train.trainer import resume, train
 from tiny_runs import tiny_run
@@ -196,7 +198,7 @@ def test_taunorm_picks_tau_on_validation(
     assert not set(val) & set(lt)  # never a training image; the test split is a separate file
     # the sweep's validation accuracy at tau = 1, recomputed from the formula
     cfg = load_config(None, _overrides(idx_root, Path("unused")))
-    full = load_arrays(cfg.data, "train")
+    full = DataSource.of(cfg.data).arrays("train")
     labels = torch.as_tensor(full.labels[val])
     assert torch.bincount(labels, minlength=10).tolist() == [10] * 10
     images = torch.as_tensor(full.images[val]).permute(0, 3, 1, 2)  # NHWC -> NCHW

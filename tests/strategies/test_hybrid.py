@@ -11,13 +11,13 @@ import torch.nn.functional as F
 
 from data.fixtures import write_idx
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.losses import SupConLoss
 from longtail.models import create_model
 from longtail.optim.stepper import Stepper
 from longtail.strategies.hybrid import Hybrid, HybridConfig, HybridNet, curriculum_alpha
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 from longtail.train.evaluate_run import evaluate_run
 from longtail.train.trainer import resume, train
 from tiny_runs import tiny_run

@@ -12,13 +12,13 @@ import torch
 
 from longtail.config import load_config
 from longtail.data.loader import DeviceLoader
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.run_folder import RunFolder
 from longtail.strategies.pretraining import ContrastiveNet, Pretrain
 from longtail.strategies.simsiam import SimSiamNet
 from longtail.train.build import build_training
-from longtail.train.data_setup import prepare_data
 from longtail.train.trainer import resume, train
 from ssl_helpers import knn_top1_bounds, pooled_by_hand, ssl_parts, ssl_run
 

@@ -33,11 +33,11 @@ import yaml
 from data.fixtures import write_idx, write_split_list
 from longtail import launch
 from longtail.config import load_config
+from longtail.data.setup import prepare_data
 from longtail.errors import LongtailError
 from longtail.models.sync_bn import to_gathered
 from longtail.train import build
 from longtail.train.build import build_training, check_parallel
-from longtail.train.data_setup import prepare_data
 
 WORLD = 2
 STEPS = 3

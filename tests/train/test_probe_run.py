@@ -14,13 +14,14 @@ import torch
 
 from data.fixtures import write_cifar10_pickles, write_idx
 from longtail.config import Config, DataConfig, load_config
+from longtail.data.pack_recipe import build_pack
 from longtail.data.prepared import PreparedData
+from longtail.data.setup import prepare_data
+from longtail.data.source import DataSource
 from longtail.errors import LongtailError
 from longtail.eval.ood import balanced_indices, match_format
 from longtail.eval.representation import backbone_of
 from longtail.train.build import build_model
-from longtail.train.data_setup import load_arrays, prepare_data
-from longtail.train.pack_recipe import build_pack
 from longtail.train.probe_run import HEADLINE, probe_run
 from longtail.train.trainer import train
 from ssl_helpers import knn_top1_bounds, pooled_by_hand, ssl_run
@@ -85,7 +86,7 @@ def test_balanced_probe_set_is_capped_by_the_smallest_class(
     probes = probe_run(model, data, cfg, CPU, None)["probe"]
     assert probes["balanced"]["train_size"] == 10 * expected
     assert probes["long_tailed"]["train_size"] == len(data.train_labels) == sum(data.train_counts)
-    full = load_arrays(cfg.data, "train")
+    full = DataSource.of(cfg.data).arrays("train")
     keep = balanced_indices(full.labels, 10, cfg.probe.balanced_per_class, seed=0)
     assert np.bincount(full.labels[keep], minlength=10).tolist() == [expected] * 10
     backbone = backbone_of(model)
@@ -123,7 +124,7 @@ def test_ood_probe_on_another_dataset(
     assert probe["train_size"] == 40 and probe["test_size"] == 20
     assert "few_many_ratio" not in probe  # balancedness is about the pre-training classes only
     source = DataConfig(dataset=ood, root=str(ood_root), cache_dir=None)
-    train_split, test_split = (load_arrays(source, split) for split in ("train", "test"))
+    train_split, test_split = (DataSource.of(source).arrays(split) for split in ("train", "test"))
     keep = balanced_indices(train_split.labels, 10, 4, seed=0)
 
     def as_training_format(images: np.ndarray) -> torch.Tensor:  # grey 16 x 16, as the run's

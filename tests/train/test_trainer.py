@@ -141,7 +141,7 @@ def test_a_loss_diverging_after_a_checkpoint_names_its_steps_and_resumes_at_a_lo
         loss = step(self, batch, lr)
         return loss * float("nan") if len(calls) > steps_per_epoch else loss
 
-    from longtail.train.data_setup import describe_subset
+    from longtail.data.setup import describe_subset
 
     cfg = _cfg(
         idx_root, tmp_path, "train.epochs=2", "schedule.warmup_epochs=0", "probe.enabled=false"
@@ -253,9 +253,9 @@ def test_the_folder_records_the_resolved_precision_and_resume_keeps_it(
 
 def test_training_starts_from_model_pretrained(idx_root: Path, tmp_path: Path) -> None:
     """The trainer's model is the file's backbone with a fresh head (other class count)."""
+    from longtail.data.setup import prepare_data
     from longtail.models import create_model
     from longtail.train.build import build_training
-    from longtail.train.data_setup import prepare_data
 
     torch.manual_seed(5)
     source = create_model("resnet20", 4, in_chans=1, width=0.5).state_dict()

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from longtail.config import DataConfig
 from longtail.data.arrays import ImageArrays
+from longtail.data.config import DataConfig
 from longtail.data.pack import encode_png, write_pack
-from longtail.data.registry import dataset_stats, image_files
-from longtail.train.data_setup import choose_indices, load_arrays, spread_indices, subset_fields
+from longtail.data.registry import image_files
+from longtail.data.source import DataSource
+from longtail.data.subset import spread_indices, subset_fields
 
 
 def _encoded(cfg: DataConfig, split: str, arrays: ImageArrays, indices: np.ndarray) -> list[bytes]:
@@ -26,21 +27,22 @@ def build_pack(cfg: DataConfig, out: str | Path, whole: bool = False) -> dict[st
     """Write the pack for ``cfg`` to ``out``; return a summary (counts, sizes).
 
     ``whole``: the entire training split in source order instead of the config's subset; runs on
-    such a pack choose their own subset exactly as on the source (``is_source_pack``), and the
+    such a pack choose their own subset exactly as on the source (:class:`~longtail.data.source.PackSource`), and the
     balanced probe can use every image.
     """
-    full = load_arrays(cfg, "train")
-    test = load_arrays(cfg, "test")
+    source = DataSource.of(cfg)
+    full = source.arrays("train")
+    test = source.arrays("test")
     if whole:
         indices = np.arange(len(full.labels))
         counts = np.bincount(full.labels, minlength=full.num_classes).tolist()
         record = {"dataset": cfg.dataset, "whole": True, "indices": indices.tolist(),
                   "counts": counts, "total": len(indices)}  # fmt: skip
     else:
-        record = choose_indices(cfg, full.labels, full.num_classes)
+        record = source.subset(full.labels, full.num_classes)
     train_idx = np.asarray(record["indices"], dtype=np.int64)
     test_idx = spread_indices(len(test.labels), cfg.test_limit or len(test.labels))
-    mean, std = dataset_stats(full)
+    mean, std = source.stats(full)
     splits = {
         "train": (_encoded(cfg, "train", full, train_idx), full.labels[train_idx]),
         "test": (_encoded(cfg, "test", test, test_idx), test.labels[test_idx]),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longtail.config import Config, load_config
+from longtail.data.subset import subset_fields
 from longtail.queue.spec import Entry
-from longtail.train.data_setup import subset_fields
 
 CPU_EVAL_EVERY = 10  # CPU entries evaluate every 10 epochs (and after the last): ~8% of a run
 
@@ -33,7 +33,7 @@ def pack_name(cfg: Config, whole: bool = False) -> str:
     """The file name of the pack that holds ``cfg``'s training images (``longtail pack``).
 
     Runs whose subsets are the same images share one pack: the name is the dataset, the ratio and a
-    digest of every field that chooses the subset (``data_setup.subset_fields``).
+    digest of every field that chooses the subset (``longtail.data.subset.subset_fields``).
     """
     if whole:
         return f"{cfg.data.dataset}_whole.npz"

@@ -175,7 +175,7 @@ def require_source(cfg: Config) -> None:
 def source_index_file(cfg: Config) -> str | None:
     """The source run's ``lt_index.json``: a stage trains on the subset its source trained on."""
     require_source(cfg)
-    if cfg.init.run is None or cfg.data.dataset == "pack":
+    if cfg.init.run is None:
         return None
     index = _open_source(cfg.init.run).file("lt_index.json")
     if not index.is_file():

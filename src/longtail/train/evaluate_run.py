@@ -11,6 +11,9 @@ from torch import nn
 
 from longtail import runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict
+from longtail.data.prepared import PreparedData
+from longtail.data.setup import prepare_data, prepare_validation, replaying
+from longtail.data.source import DataSource
 from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.monitor import monitor_names, monitor_prefix
@@ -18,12 +21,6 @@ from longtail.io import atomic_write_json, rounded
 from longtail.run_folder import INDEX, RunFolder
 from longtail.strategies.registry import trains_classifier
 from longtail.train.build import build_model, evaluate_model
-from longtail.train.data_setup import (
-    PreparedData,
-    has_published_val,
-    prepare_data,
-    prepare_validation,
-)
 from longtail.train.probe_run import probe_run
 
 # Evaluation may run elsewhere (device, batch, the data's new location), never on other data.
@@ -102,7 +99,7 @@ def taunorm_run(
         "sweep": {"tau": [float(t) for t in taus], "val_top1": curve},
         "val_source": (
             f"published list {cfg.data.val_list or Path(cfg.data.root) / 'val.txt'}"
-            if has_published_val(cfg.data)
+            if DataSource.of(cfg.data).has_published_val()
             else "training images outside the long-tailed subset"
         ),
         "val_per_class": len(val_indices) // data.num_classes,
@@ -130,10 +127,7 @@ def _load_run(
     runtime.set_threads(cfg.train.threads)
     device = runtime.resolve_device(cfg.train.device)
     state = run.load_checkpoint(map_location=device)
-    data_cfg = cfg.data
-    if data_cfg.dataset != "pack":
-        data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the subset it trained on
-    data = prepare_data(data_cfg, device)
+    data = prepare_data(replaying(cfg.data, run.file(INDEX)), device)  # the subset it trained on
     model = build_model(cfg, data, device)
     try:
         model.load_state_dict(state["model"])

@@ -27,10 +27,10 @@ from torch import nn
 
 from longtail.config import Config
 from longtail.data.arrays import ImageArrays
+from longtail.data.config import DataConfig
 from longtail.data.loader import to_device_tensor
-from longtail.data.pack import read_pack, read_pack_meta
 from longtail.data.prepared import PreparedData, input_transform
-from longtail.data.registry import list_files, load_split
+from longtail.data.source import DataSource
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
 from longtail.eval.groups import summarize
@@ -47,11 +47,6 @@ from longtail.eval.representation import (
     evaluate_representation,
 )
 from longtail.protocol import shortened
-from longtail.train.data_setup import (
-    is_source_pack,
-    list_file,
-    load_arrays,
-)
 
 HEADLINE = ("probe_top1", "probe_knn_top1", "few_many_ratio", "slope", "cv")
 
@@ -108,7 +103,7 @@ def probe_run(
                   f" {result['probe_knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
         return result
 
-    if cfg.data.dataset == "pack" and not is_source_pack(read_pack_meta(cfg.data.root)):
+    if not DataSource.of(cfg.data).holds_whole_split():
         # a subset pack has no balanced probe set: the headline keys stay null (pack --whole has one)
         probes["balanced"] = None
     else:
@@ -186,7 +181,7 @@ def _balanced_set(
 ) -> ProbeSet:
     """The balanced probe set: up to ``per_class`` images of every class of the full split."""
     if isinstance(data.train_images, FileImages):  # streamed: the balanced files, undecoded
-        listed = list_files(cfg.data.dataset, cfg.data.root, "train", list_file(cfg.data, "train"))
+        listed = DataSource.of(cfg.data).files("train")
         assert listed is not None  # a streamed run reads files
         paths, labels, _ = listed
         keep = balanced_indices(labels, data.num_classes, per_class, seed=0)
@@ -197,7 +192,7 @@ def _balanced_set(
             data.test_labels,
             data.num_classes,
         )  # fmt: skip
-    full = load_arrays(cfg.data, "train")
+    full = DataSource.of(cfg.data).arrays("train")
     keep = balanced_indices(full.labels, data.num_classes, per_class, seed=0)
     probe = full.subset(keep)
     return ProbeSet(
@@ -220,11 +215,10 @@ def check_probe_data(cfg: Config) -> None:
 def _ood_split(cfg: Config, split: str) -> ImageArrays:
     p = cfg.probe
     assert p.ood is not None
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+    # a dataset, or a pack (e.g. `longtail pack recipes/demo.yaml fmnist.npz --whole`)
+    source = DataConfig(dataset=p.ood, root=p.ood_root, cache_dir=cfg.data.cache_dir)
     try:
-        if p.ood == "pack":  # e.g. `longtail pack recipes/demo.yaml fmnist.npz --whole`
-            return read_pack(p.ood_root, split)
-        return load_split(p.ood, p.ood_root, split, cache_dir=cache)
+        return DataSource.of(source).arrays(split)
     except LongtailError as err:
         raise LongtailError(
             f"probe.ood={p.ood} cannot be read from probe.ood_root={p.ood_root} ({err}):"

@@ -15,6 +15,7 @@ import torch
 from longtail import launch, runtime
 from longtail.config import Config, merge_config, overrides_tree, to_dict, to_yaml
 from longtail.data.prepared import PreparedData
+from longtail.data.setup import prepare_data, replaying
 from longtail.deploy.model_files import run_record, write_model_files
 from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
@@ -22,7 +23,6 @@ from longtail.io import DiskFullError, atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
-from longtail.train.data_setup import prepare_data
 from longtail.train.loop import fit
 from longtail.train.probe_run import check_probe_data
 from longtail.train.tensorboard_log import require_tensorboard
@@ -140,10 +140,7 @@ def _continue(
             " pass train.epochs >= that to continue"
         )
     require_tensorboard(cfg.log.tensorboard)  # log.* may change on a resume
-    data_cfg = cfg.data
-    if data_cfg.dataset != "pack":
-        data_cfg = replace(data_cfg, index_file=str(run.file(INDEX)))  # the exact saved subset
-    data = prepare_data(data_cfg, device)
+    data = prepare_data(replaying(cfg.data, run.file(INDEX)), device)  # the exact saved subset
     check_probe_data(cfg)
     parts = build_training(cfg, data, device, shard)
     parts.load_state_dict(state, str(run.file("checkpoint.pt")))
