@@ -279,3 +279,39 @@ def test_bad_spec_and_inputs_raise() -> None:
         BatchAugment(AugmentSpec(), MEAN, STD[:2], torch.Generator())
     with pytest.raises(LongtailError, match="reflect padding"):
         augment(AugmentSpec(pad_mode="reflect", padding=4))(images(h=4, w=4))
+
+
+def test_randaugment_in_the_chain_is_the_op_on_the_cropped_images() -> None:
+    """augment.randaugment_ops > 0: after crop and flip, RandAugment with the draws of the same
+    generator and the dataset's mean colour as fill; then normalise."""
+    from longtail.data.randaugment import RandAugmentSpec, apply_randaugment, sample_randaugment
+
+    spec = AugmentSpec(randaugment_ops=2, randaugment_magnitude=9.0, randaugment_p=0.8)
+    x = images(b=24)
+    got = augment(spec, seed=3)(x)
+    gen = torch.Generator().manual_seed(3)
+    offsets = (torch.rand(24, 2, generator=gen) * 9).long().clamp_(max=8)
+    flip = torch.rand(24, generator=gen) < 0.5
+    cropped = pad_crop_flip(x, offsets[:, 0], offsets[:, 1], flip, 4, "zeros").float() / 255
+    rand_spec = RandAugmentSpec(num_ops=2, magnitude=9.0, prob=0.8, fill=MEAN)
+    expected = apply_randaugment(cropped, sample_randaugment(24, gen, rand_spec), rand_spec)
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(got, (expected - mean) / std)
+    plain = augment(AugmentSpec(), seed=3)(x)
+    assert not torch.allclose(got, plain)  # the op did something
+    # a rank's rows of a global draw are the same rows of the whole batch's result
+    aug = augment(spec, seed=5)
+    params = aug.sample_params(24, 3, 12, 10)
+    whole = aug.apply(x, params)
+    torch.testing.assert_close(aug.apply(x[8:16], params.select(slice(8, 16))), whole[8:16])
+
+
+def test_randaugment_keys_are_checked_in_their_own_words() -> None:
+    for bad, words in (
+        ({"randaugment_ops": -1}, "augment.randaugment_ops"),
+        ({"randaugment_magnitude": 12.0}, "augment.randaugment_magnitude"),
+        ({"randaugment_std": -0.5}, "augment.randaugment_std"),
+        ({"randaugment_p": 2.0}, "augment.randaugment_p"),
+    ):
+        with pytest.raises(LongtailError, match=words):
+            AugmentSpec(**bad)  # type: ignore[arg-type]

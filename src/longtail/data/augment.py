@@ -19,6 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from longtail.data.augment_spec import AugmentSpec
+from longtail.data.randaugment import (
+    RandAugmentParams,
+    RandAugmentSpec,
+    apply_randaugment,
+    sample_randaugment,
+)
 from longtail.data.seeds import derive
 from longtail.errors import LongtailError
 
@@ -36,6 +42,7 @@ class AugmentParams:
     jitter: [B, 4] float factors (brightness, contrast, saturation, hue in turns), identity where
         ``jitter_apply`` is False; jitter_order lists the op numbers in the order applied.
     gray: [B] bool grayscale coin.
+    rand: RandAugment's per-sample draws (``augment.randaugment_ops`` > 0).
     """
 
     top: torch.Tensor | None = None
@@ -46,6 +53,7 @@ class AugmentParams:
     jitter_apply: torch.Tensor | None = None
     jitter_order: tuple[int, ...] = ()
     gray: torch.Tensor | None = None
+    rand: RandAugmentParams | None = None
 
     def select(self, rows: slice) -> AugmentParams:
         """The parameters of ``rows`` of the batch (a rank's share of a global batch's draw)."""
@@ -57,6 +65,7 @@ class AugmentParams:
             top=cut(self.top), left=cut(self.left), box=cut(self.box), flip=cut(self.flip),
             jitter=cut(self.jitter), jitter_apply=cut(self.jitter_apply),
             jitter_order=self.jitter_order, gray=cut(self.gray),
+            rand=None if self.rand is None else self.rand.select(rows),
         )  # fmt: skip
 
 
@@ -302,6 +311,11 @@ class BatchAugment:
         self.generator = generator
         self.device = generator.device
         self.mean, self.std = channel_stats(mean, std, len(mean), self.device)
+        self.rand_spec = RandAugmentSpec(
+            num_ops=spec.randaugment_ops, magnitude=spec.randaugment_magnitude,
+            magnitude_std=spec.randaugment_std, prob=spec.randaugment_p,
+            fill=tuple(min(1.0, max(0.0, float(v))) for v in mean),  # timm's img_mean
+        )  # fmt: skip
         # Built once: a host-to-device copy per batch would synchronise the stream.
         j = spec.jitter
         self._jitter_range = (
@@ -343,6 +357,8 @@ class BatchAugment:
             p.jitter_order = tuple(torch.randperm(4, generator=self.order_generator).tolist())
         if channels == 3 and s.grayscale_p > 0:
             p.gray = self._rand(batch) < s.grayscale_p
+        if s.randaugment_ops > 0:
+            p.rand = sample_randaugment(batch, self.generator, self.rand_spec)
         return p
 
     def _jitter_ops(self, channels: int) -> tuple[bool, ...]:
@@ -366,6 +382,8 @@ class BatchAugment:
             out = torch.where(p.jitter_apply[:, None, None, None], jittered, out)
         if p.gray is not None:
             out = torch.where(p.gray[:, None, None, None], to_grayscale(out), out)
+        if p.rand is not None:
+            out = apply_randaugment(out, p.rand, self.rand_spec)
         return out.sub_(self.mean).div_(self.std)  # out is always a fresh tensor here
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ class AugmentSpec:
     Zero strengths and zero probabilities switch an op off. crop: "pad" (pad by ``padding``,
     random crop back to H x W), "resized" (RandomResizedCrop with ``resized_scale`` /
     ``resized_ratio``, output H x W) or "none". jitter: ColorJitter strengths (brightness,
-    contrast, saturation, hue), applied per image with probability ``jitter_p``.
+    contrast, saturation, hue), applied per image with probability ``jitter_p``. randaugment_*:
+    RandAugment (:mod:`longtail.data.randaugment`, timm's ``rand-n{ops}-m{magnitude}-mstd{std}``)
+    after the other ops, on the crop; off with ``randaugment_ops=0``.
     """
 
     choices: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -34,6 +36,12 @@ class AugmentSpec:
     jitter: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # b, c, s, hue
     jitter_p: float = 0.8
     grayscale_p: float = 0.0
+    # RandAugment after crop, flip, jitter and grayscale (BCL's classification view: 2 ops at 10,
+    # timm rand-n2-m10-mstd0.5); 0 ops: off. Fill: the dataset's mean colour (timm's img_mean)
+    randaugment_ops: int = 0  # N ops per image, chosen uniformly with replacement
+    randaugment_magnitude: float = 10.0  # M on timm's 0..10 scale
+    randaugment_std: float = 0.5  # per-application magnitude noise (mstd; .inf: uniform [0, M])
+    randaugment_p: float = 0.5  # the chance each chosen op runs (timm's RandAugment ops: 0.5)
 
     def __post_init__(self) -> None:
         for name in ("resized_scale", "resized_ratio", "jitter"):
@@ -64,7 +72,18 @@ class AugmentSpec:
             )
         if self.jitter[3] > 0.5:
             raise LongtailError(f"augment.jitter hue must be <= 0.5 (got {self.jitter[3]})")
-        for name in ("jitter_p", "grayscale_p"):
+        for name in ("jitter_p", "grayscale_p", "randaugment_p"):
             p = getattr(self, name)
             if not 0 <= p <= 1:
                 raise LongtailError(f"augment.{name} must be a probability in [0, 1] (got {p})")
+        n, m, std = self.randaugment_ops, self.randaugment_magnitude, self.randaugment_std
+        if type(n) is not int or n < 0:
+            raise LongtailError(f"augment.randaugment_ops must be a whole number >= 0 (got {n})")
+        if not 0 <= m <= 10:
+            raise LongtailError(
+                f"augment.randaugment_magnitude must be in [0, 10] (got {m}): timm's scale"
+            )
+        if not std >= 0:
+            raise LongtailError(
+                f"augment.randaugment_std must be >= 0 (got {std}); .inf draws uniform on [0, M]"
+            )

@@ -53,8 +53,9 @@ class BCLConfig(ProjectedConfig):
     logit_scale: float = 1.0  # multiplies the classifier's logits before loss.*
     contrastive_views: str = "sim-sim"  # sim: SimCLR augmentation below; rand: augment.*
     sim_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])  # sim: RandomResizedCrop
-    sim_jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.0])  # b, c, s, hue
-    sim_jitter_p: float = 1.0  # BCL: RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.0), p=1.0)
+    # BCL main.py augmentation_sim: RandomApply(ColorJitter(0.4, 0.4, 0.4, 0.1), p=0.8), gray 0.2
+    sim_jitter: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.1])  # b, c, s, hue
+    sim_jitter_p: float = 0.8
     sim_grayscale_p: float = 0.2
 
 
@@ -89,10 +90,11 @@ class BCLNet(nn.Module):
 
 
 def sim_view(augment: AugmentSpec, cfg: BCLConfig) -> AugmentSpec:
-    """The SimCLR-style contrastive view: resized crop, flip, colour jitter, grayscale."""
+    """The SimCLR-style contrastive view: resized crop, flip, colour jitter, grayscale (no
+    RandAugment: BCL's ``augmentation_sim``)."""
     return replace(augment, crop="resized", resized_scale=list(cfg.sim_scale),
                    jitter=list(cfg.sim_jitter), jitter_p=cfg.sim_jitter_p,
-                   grayscale_p=cfg.sim_grayscale_p)  # fmt: skip
+                   grayscale_p=cfg.sim_grayscale_p, randaugment_ops=0)  # fmt: skip
 
 
 @register
