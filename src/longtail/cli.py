@@ -332,7 +332,7 @@ def _recipes_folder() -> Path:
 
 def _recipe_files() -> tuple[Path, list[Path], list[Path]]:
     """(recipes folder, train recipes, study specs: files with a top-level ``study:``)."""
-    from longtail.config import read_yaml_mapping
+    from longtail.recipe_files import read_yaml_mapping
 
     folder = _recipes_folder()
     recipes: list[Path] = []
@@ -357,7 +357,8 @@ def _list_recipes() -> None:
 def _list_methods() -> None:
     from collections import Counter
 
-    from longtail.config import choices, recipe_layers
+    from longtail.config import choices
+    from longtail.recipe_files import recipe_layers
     from longtail.strategies import registry
 
     _, recipes, _ = _recipe_files()

@@ -35,52 +35,9 @@ from longtail.eval.config import EvalConfig, ProbeConfig
 from longtail.losses.config import LossConfig
 from longtail.models.config import ModelConfig
 from longtail.optim.config import OptimConfig, SamConfig, ScheduleConfig
+from longtail.recipe_files import recipe_layers
+from longtail.run_sections import InitConfig, LogConfig, PaperConfig, TrainConfig
 from longtail.strategies.base import MethodConfig
-from longtail.text_files import read_utf8_text
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 128
-    sampler: str = "random"  # random | class_balanced | sqrt | progressive (Kang et al. 2020)
-    resample_epoch: int | None = None  # DRS: class-balanced sampling from this epoch (0-based)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = (
-        "auto"  # auto (bf16 on GPU and on CPUs with native bf16, else fp32) | fp32 | bf16
-    )
-    channels_last: bool = True  # NHWC activations: faster on GPU, and on CPU (ResNet-20: +35%)
-    compile: bool = False
-    threads: int = 0  # CPU threads; 0 = torch's default (all cores, or OMP_NUM_THREADS)
-    max_steps_per_epoch: int | None = None  # cut epochs short (smoke tests)
-    # also checkpoint every N steps inside an epoch (large-scale epochs are long); a resume from
-    # such a checkpoint continues at the next batch exactly. null: at epoch ends only
-    checkpoint_every_steps: int | None = None
-    progress: bool = True
-    sync_bn: bool = True  # under torchrun (W > 1): BatchNorm over the global batch, as one process
-
-
-@dataclass
-class InitConfig:
-    """Start from another run's checkpoint (decoupled stage 2: cRT, LWS; two-stage training)."""
-
-    run: str | None = None  # the source run folder; its lt_index.json becomes data.index_file
-    freeze: str = "none"  # none | backbone (cRT) | all_but_scales (LWS)
-    reset_classifier: bool = False  # re-initialise the classifier after loading (cRT)
-
-
-@dataclass
-class LogConfig:
-    """Where a run's per-epoch numbers go besides metrics.jsonl."""
-
-    tensorboard: bool = False  # TensorBoard scalars in <run>/tensorboard (pip install tensorboard)
-
-
-@dataclass
-class PaperConfig:
-    top1: float | None = None
-    source: str | None = None
 
 
 @dataclass
@@ -108,25 +65,16 @@ class Config:
 
 _SECTIONS = tuple(f.name for f in fields(Config) if is_dataclass(f.default_factory))  # type: ignore[arg-type]
 
-# the allowed values of the run-wide sections' keys with a fixed set (the other sections'
-# classes declare theirs: choices())
-CHOICES: dict[str, tuple[str, ...]] = {
-    "train.sampler": ("random", "class_balanced", "sqrt", "progressive"),
-    "train.precision": ("auto", "fp32", "bf16"),
-    "init.freeze": ("none", "backbone", "all_but_scales"),
-}
-
 
 def choices() -> dict[str, tuple[str, ...]]:
     """Every key with a fixed set of values: each section class's ``choices`` (the registries'
-    names among them: datasets, losses), :data:`CHOICES`, the methods and their own keys."""
+    names among them: datasets, losses), the methods and their own keys."""
     from longtail.strategies.registry import methods
 
     out: dict[str, tuple[str, ...]] = {}
     for f in fields(Config):
         declared = getattr(f.default_factory, "choices", {})  # type: ignore[arg-type]
         out |= {f"{f.name}.{key}": options for key, options in declared.items()}
-    out |= CHOICES
     out["strategy.name"] = tuple(methods())
     for method in methods().values():
         out |= {f"strategy.{key}": options for key, options in method.choices.items()}
@@ -226,74 +174,6 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise LongtailError(f"override '{key}' goes below a plain value: check the key")
     node[parts[-1]] = value
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping names a key twice (PyYAML would keep the last silently)."""
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (two ``train:`` blocks)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise DuplicateKeyError(
-                    f"key '{key}' appears twice (lines {seen[key]} and {line}): keep one of them"
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML file that must hold a mapping (a recipe, a run's config.yaml), or one-line errors."""
-    if not path.is_file():
-        raise LongtailError(
-            f"{what} {path} does not exist: pass a YAML file, e.g. recipes/demo.yaml"
-        )
-    text = read_utf8_text(  # a byte-order mark is read, not refused
-        path, lambda n, b: f"{what} {path}:{n} is not UTF-8 text (byte 0x{b:02x}): save it as UTF-8"
-    )
-    try:
-        loaded = yaml.load(text, Loader=UniqueKeyLoader) or {}  # noqa: S506
-    except DuplicateKeyError as err:
-        raise LongtailError(f"{what} {path}: {err}") from None
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise LongtailError(f"{what} {path} is not valid YAML{where}: fix its syntax") from None
-    if not isinstance(loaded, dict):
-        raise LongtailError(f"{what} {path} must be a mapping of keys: see recipes/demo.yaml")
-    return loaded
-
-
-def recipe_layers(path: Path, _seen: tuple[Path, ...] = ()) -> list[tuple[str, dict[str, Any]]]:
-    """A recipe and the recipes it inherits from, as merge layers, the farthest base first.
-
-    ``base: other.yaml`` (a path relative to the recipe's own folder) inherits every key of that
-    recipe; this recipe's keys then merge over it (mappings key by key, lists and values replaced).
-    A base may have its own base. A missing base or a cycle is a one-line error.
-    """
-    mapping = read_yaml_mapping(path, "recipe")
-    base = mapping.pop("base", None)
-    if base is None:
-        return [(f"recipe {path}", mapping)]
-    if not isinstance(base, str):
-        raise LongtailError(f"base in recipe {path} must be a path (e.g. base: ce_r100.yaml)")
-    parent = (path.parent / base).resolve()
-    if parent in _seen or parent == path.resolve():
-        raise LongtailError(
-            f"recipe {path} inherits from itself through base: {base}: break the cycle"
-        )
-    if not parent.is_file():
-        raise LongtailError(
-            f"base: {base} in recipe {path} does not exist ({parent}): the path is relative to"
-            " the recipe's folder"
-        )
-    return [*recipe_layers(parent, (*_seen, path.resolve())), (f"recipe {path}", mapping)]
 
 
 def overrides_tree(overrides: list[str], allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -404,38 +284,13 @@ def validate(cfg: Config) -> None:
             raise LongtailError(
                 f"{key}={value!r} is not one of {', '.join(options)}: pick one of them"
             )
-    cfg.data.check()
-    for key in ("epochs", "batch_size"):
-        if not getattr(cfg.train, key) > 0:
-            raise LongtailError(
-                f"train.{key} must be > 0 (got {getattr(cfg.train, key)}): fix the recipe or"
-                " override"
-            )
-    cfg.optim.check()
-    cfg.eval.check()
+    for section in ("data", "train", "optim", "eval"):
+        getattr(cfg, section).check()
     cfg.loss.check(cfg.model.classifier)
     cfg.schedule.check()
-    for key in ("max_steps_per_epoch", "checkpoint_every_steps"):
-        value = getattr(cfg.train, key)
-        if value is not None and value < 1:
-            raise LongtailError(f"train.{key} must be >= 1 or null (got {value})")
-    if cfg.train.threads < 0:
-        raise LongtailError(f"train.threads must be >= 0 (got {cfg.train.threads}); 0 = default")
-    if cfg.train.resample_epoch is not None and cfg.train.sampler != "random":
-        raise LongtailError(
-            "train.resample_epoch (DRS) switches random sampling to class-balanced: set"
-            " train.sampler=random"
-        )
     check_method(cfg)  # the method's own rules, and SAM / compile / init against it
-    cfg.sam.check()
-    cfg.probe.check()
-    # A missing init.run is checked when training starts (decoupling.require_source), so a
-    # stage-2 recipe still loads for `longtail data` and the recipe checks.
-    if cfg.init.freeze == "all_but_scales" and cfg.init.reset_classifier:
-        raise LongtailError(
-            "init.freeze=all_but_scales (LWS) scales the source's classifier: set"
-            " init.reset_classifier=false"
-        )
+    for section in ("sam", "probe", "init"):
+        getattr(cfg, section).check()
     if not cfg.name or "/" in cfg.name or cfg.name in (".", "..") or "\\" in cfg.name:
         raise LongtailError(
             f"name={cfg.name!r} must be one folder name (no '/'): e.g. name=ce-r100"

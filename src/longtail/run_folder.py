@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from longtail.config import Config, from_dict, read_yaml_mapping
+from longtail.config import Config, from_dict
 from longtail.errors import LongtailError
 from longtail.io import (
     FULL,
@@ -40,6 +40,7 @@ from longtail.io import (
     atomic_write_text,
     rounded,
 )
+from longtail.recipe_files import read_yaml_mapping
 
 CONFIG = "config.yaml"
 INDEX = "lt_index.json"

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from longtail.config import overrides_tree, read_yaml_mapping
+from longtail.config import overrides_tree
 from longtail.errors import LongtailError
+from longtail.recipe_files import read_yaml_mapping
 
 COMMON_KEYS = ("study", "results", "methods", "overrides", "only", "seeds")
 KIND_KEYS = {"sweep": ("ratios", "total"), "equal_size": ("pretrain",)}
