@@ -1,7 +1,8 @@
 """One seed sequence per run: every random stream derives from ``train.seed`` and its purpose.
 
-A generator a method or a loader draws from (a sampler, a view's augmentation, a k-positive draw,
-the model's initial weights) asks :func:`purpose_seed` for its purpose's seed; the seed is a child
+The global generators (the model's initial weights) take ``train.seed`` itself, the root of the
+sequence; a generator a method or a loader draws from (a sampler, a view's augmentation, a
+k-positive draw) asks :func:`purpose_seed` for its purpose's seed; the seed is a child
 of NumPy's ``SeedSequence(train.seed)`` keyed by the purpose's name, so no module picks an offset
 of its own, two purposes never share (or overlap) a stream, and adding a purpose moves no other.
 The long-tailed subset is not drawn here: it has its own ``data.subset_seed`` (it must not change
@@ -17,7 +18,6 @@ import numpy as np
 from longtail.errors import LongtailError
 
 PURPOSES: dict[str, str] = {
-    "init": "the model's initial weights (torch's, NumPy's and Python's global generators)",
     "sampler": "the training batches' sampler (the contrastive stream's, for hybrid)",
     "view1": "the first augmented view",
     "view2": "the second augmented view",

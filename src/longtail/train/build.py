@@ -186,7 +186,7 @@ def build_training(
     """
     shard = shard or Shard()
     check_parallel(cfg, shard)
-    runtime.seed_everything(purpose_seed(cfg.train.seed, "init"))
+    runtime.seed_everything(cfg.train.seed)
     model = build_model(cfg, data, device, pretrained=True)
     frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
     if cfg.train.sync_bn:  # a no-op in one process
