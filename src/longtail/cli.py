@@ -262,6 +262,12 @@ def cmd_queue(args: list[str]) -> None:
         print(f"{summary['finished']} finished in {summary['wall_s']:.0f} s on"
               f" {summary['device_name']}, {summary['jobs']} at a time, MPS {summary['mps']};"
               f" bundle: {ns.out}")  # fmt: skip
+        if summary["interrupted"]:
+            raise LongtailError(
+                "the queue was interrupted: its running entries stopped with their checkpoints and"
+                f" the bundle in {ns.out} holds what finished; the next `longtail queue run` with"
+                " the same --runs resumes them"
+            )
     else:
         from longtail.queue.merge import merge_bundle
 

@@ -8,6 +8,9 @@ import io
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -341,3 +344,47 @@ def test_scheduler_uses_the_median_slowdown() -> None:
     assert sched.slowdown() == 2.0 and sched.fits(50.0, 0.0) and not sched.fits(51.0, 0.0)
     sched.factors["d"] = 4.0
     assert sched.slowdown() == 3.0
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """The pids whose command line contains ``text`` (Linux /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and text in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_terminated_queue_stops_its_runs_and_writes_its_bundle(
+    recipe: Path, tmp_path: Path
+) -> None:
+    """`kill` (SIGTERM) of `longtail queue run` mid-run: the child does not train on unwatched; its
+    run folder is `interrupted` with its checkpoint, the bundle's summary says so, and the command
+    ends with a one-line error naming the resume."""
+    entries = [entry("sigterm-long", recipe, tmp_path / "r.json",
+                     overrides=["train.epochs=500"], minutes={"cpu": 0.1})]  # fmt: skip
+    queue = write_queue(tmp_path / "owed.yaml", entries)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = [sys.executable, "-m", "longtail.cli", "queue", "run", str(queue), "--device", "cpu",
+            "--budget", "600", "--resumable", "--runs", str(runs), "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*-sigterm-long/checkpoint.pt")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+    (folder,) = [p.parent for p in runs.glob("*-sigterm-long/checkpoint.pt")]
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines()[-1].startswith("error: the queue was interrupted:"), stderr
+    assert _processes_mentioning(str(runs)) == []
+    assert json.loads((folder / "status.json").read_text())["state"] == "interrupted"
+    assert (folder / "checkpoint.pt").is_file()
+    summary = json.loads((out / SUMMARY).read_text())
+    (outcome,) = summary["entries"]
+    assert summary["interrupted"] is True and outcome["status"] == "unfinished"
+    assert outcome["reason"].startswith("stopped as the queue was interrupted after "), outcome

@@ -4,7 +4,9 @@ Entries run in priority order as separate processes. One is started only when it
 time left: the queue's minutes for this device, scaled by how the runs already going compare with
 their own estimates after their first epochs (K runs on one GPU each run slower than alone). At the
 budget, what still runs is stopped (its checkpoint stays: the next call resumes it from its folder)
-and reported unfinished; a run that fails is reported with its error and the others go on.
+and reported unfinished; a run that fails is reported with its error and the others go on. A queue
+that is itself interrupted (Ctrl-C, SIGTERM, SIGHUP) stops its runs the same way and still writes
+its bundle: no child goes on training unwatched, nothing finished is left out of the bundle.
 
 Run folders live in ``runs`` (outside the work tree: default ``~/longtail-runs/queue``) with a
 ``queue-state.json`` mapping entry ids to their run folders, so a later call resumes a run a
@@ -18,7 +20,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +206,8 @@ def run_queue(
     print(f"queue: {len(waiting)} entries on {dev.name} ({dev.kind}), {jobs} at a time,"
           f" budget {budget_s:.0f} s; MPS {mps.describe()}", flush=True)  # fmt: skip
     running: list[Job] = []
+    interrupted = False
+    previous_handlers = _interrupt_on_signals()
     try:
         while waiting or running:
             now = time.monotonic()
@@ -258,14 +264,19 @@ def run_queue(
                       f" ~{estimate * sched.slowdown() / 60:.1f} min)", flush=True)  # fmt: skip
             if running or waiting:
                 time.sleep(poll_s)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        stopped = _stop(running, time.monotonic(), gpu_memory)
+        _ignore_signals()  # a second Ctrl-C must not cut the stopping short
+        why = "as the queue was interrupted" if interrupted else "at the budget"
+        stopped = _stop(running, time.monotonic(), gpu_memory, why)
         for outcome in stopped:
             outcomes[outcome.id] = outcome
         for entry in waiting:
             outcomes.setdefault(entry.id, Outcome(entry.id, "skipped", "the budget ran out before"
                                                   " it could start", kind=entry.kind))  # fmt: skip
         mps.stop()
+        _restore_signals(previous_handlers)
     ordered = [outcomes[e.id] for e in queue.ordered(dev.kind) if e.id in outcomes]
     for outcome in ordered:
         outcome.results = queue.by_id(outcome.id).results
@@ -280,6 +291,7 @@ def run_queue(
         "wall_s": round(time.monotonic() - t0, 1),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "finished": sum(o.status == "finished" for o in ordered),
+        "interrupted": interrupted,
         "entries": [o.__dict__ for o in ordered],
     }
     summary["bundle"] = write_bundle(out, summary, finished_runs)
@@ -421,9 +433,9 @@ def _ended(job: Job, now: float, gpu: GpuMemory) -> Outcome:
     return outcome
 
 
-def _stop(running: list[Job], now: float, gpu: GpuMemory) -> list[Outcome]:
-    """Stop what still runs at the budget: SIGINT (the trainer marks the run interrupted and keeps
-    its checkpoint), then SIGKILL after STOP_GRACE_S."""
+def _stop(running: list[Job], now: float, gpu: GpuMemory, why: str) -> list[Outcome]:
+    """Stop what still runs (at the budget, or as the queue is interrupted): SIGINT (the trainer
+    marks the run interrupted and keeps its checkpoint), then SIGKILL after STOP_GRACE_S."""
     for job in running:
         if job.proc.poll() is None:
             os.killpg(job.proc.pid, signal.SIGINT)
@@ -440,7 +452,7 @@ def _stop(running: list[Job], now: float, gpu: GpuMemory) -> list[Outcome]:
         done = job.progress.epochs_done
         where = f" (resume: longtail train resume={job.progress.run})" if job.progress.run else ""
         outcomes.append(Outcome(
-            job.entry.id, "unfinished", f"stopped at the budget after {done} of"
+            job.entry.id, "unfinished", f"stopped {why} after {done} of"
             f" {job.progress.epochs} epochs{where}", kind=job.entry.kind,
             wall_s=round(now - job.started, 1), estimate_s=round(job.estimate_s, 1),
             epochs_done=done, epochs=job.progress.epochs, images_per_s=job.progress.images_per_s(),
@@ -448,5 +460,35 @@ def _stop(running: list[Job], now: float, gpu: GpuMemory) -> list[Outcome]:
             run=job.progress.run.name if job.progress.run else None, resumed=job.resumed,
         ))  # fmt: skip
     if running:
-        print(f"queue: stopped {len(running)} at the budget", file=sys.stderr, flush=True)
+        print(f"queue: stopped {len(running)} {why}", file=sys.stderr, flush=True)
     return outcomes
+
+
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+_Handlers = dict[int, "Callable[[int, Any], Any] | int | None"]
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_signals() -> _Handlers:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal) raise KeyboardInterrupt like Ctrl-C, so the
+    queue stops its children before it exits; returns the handlers it replaced. Signal handlers
+    belong to the main thread: elsewhere (a queue run from a worker thread) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    numbers = [getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)]
+    return {number: signal.signal(number, _raise_interrupt) for number in numbers}
+
+
+def _ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for name in _STOP_SIGNALS:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+def _restore_signals(previous: _Handlers) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
