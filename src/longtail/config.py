@@ -69,16 +69,13 @@ _SECTIONS = tuple(f.name for f in fields(Config) if is_dataclass(f.default_facto
 def choices() -> dict[str, tuple[str, ...]]:
     """Every key with a fixed set of values: each section class's ``choices`` (the registries'
     names among them: datasets, losses), the methods and their own keys."""
-    from longtail.strategies.registry import methods
+    from longtail.strategies.registry import strategy_choices
 
     out: dict[str, tuple[str, ...]] = {}
     for f in fields(Config):
         declared = getattr(f.default_factory, "choices", {})  # type: ignore[arg-type]
         out |= {f"{f.name}.{key}": options for key, options in declared.items()}
-    out["strategy.name"] = tuple(methods())
-    for method in methods().values():
-        out |= {f"strategy.{key}": options for key, options in method.choices.items()}
-    return out
+    return out | strategy_choices()
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
@@ -113,34 +110,22 @@ def _method_section(name: str) -> MethodConfig:
     return method_config(name)()
 
 
-def _other_methods_with(key: str, method: str) -> list[str]:
-    """The methods whose section has ``key`` (``strategy.k``), when ``method``'s has not."""
-    from longtail.strategies.registry import methods
-
-    leaf = key.removeprefix("strategy.")
-    return [
-        name
-        for name, m in methods().items()
-        if name != method and leaf in {f.name for f in fields(m.config_class)}
-    ]
-
-
 def all_keys() -> list[str]:
     """Every key a config may hold: the sections' and every method's ``strategy.*``."""
-    from longtail.strategies.registry import methods
+    from longtail.strategies.registry import strategy_keys
 
     keys = _leaf_keys(Config())
-    for method in methods().values():
-        keys += [k for k in _leaf_keys(method.config_class(), "strategy.") if k not in keys]
-    return keys
+    return keys + [k for k in strategy_keys() if k not in keys]
 
 
 def _one_line(err: OmegaConfBaseException, source: str, method: str = "") -> LongtailError:
     """Turn an OmegaConf error into one line naming the key, the problem and the fix."""
+    from longtail.strategies.registry import methods_with_key
+
     key = getattr(err, "full_key", None) or ""
     msg = str(err).splitlines()[0]
     unknown = "not in" in msg or "Key '" in msg and "not" in msg
-    owners = _other_methods_with(key, method) if unknown and key.startswith("strategy.") else []
+    owners = methods_with_key(key, method) if unknown and key.startswith("strategy.") else []
     if owners:
         return LongtailError(
             f"'{key}' in {source} is not a key of strategy.name={method} ({', '.join(owners)}"
@@ -253,17 +238,11 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     cfg, changes = scale_to_epochs(cfg, as_written, given)
     if changes:
         validate(cfg)
+        one = " -- a 1-epoch run ends before epoch 1: it reaches none of these events"
         if os.environ.get("RANK", "0") == "0":  # once under torchrun
-            print(
-                f"config: train.epochs={cfg.train.epochs} (the recipe's {as_written.train.epochs}):"
-                f" scaled {'; '.join(changes)} (schedule.scale_with_epochs=false keeps them)"
-                + (
-                    " -- a 1-epoch run ends before epoch 1: it reaches none of these events"
-                    if cfg.train.epochs == 1
-                    else ""
-                ),
-                file=sys.stderr,
-            )
+            print(f"config: train.epochs={cfg.train.epochs} (the recipe's {as_written.train.epochs}):"
+                  f" scaled {'; '.join(changes)} (schedule.scale_with_epochs=false keeps them)"
+                  f"{one if cfg.train.epochs == 1 else ''}", file=sys.stderr)  # fmt: skip
     return cfg
 
 

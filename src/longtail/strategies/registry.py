@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import fields
 from typing import TYPE_CHECKING, TypeVar
 
 from longtail.errors import LongtailError
@@ -72,6 +73,32 @@ def get_method(name: str) -> type[Method]:
 def method_config(name: str) -> type[MethodConfig]:
     """The ``strategy.*`` dataclass of method ``name``."""
     return get_method(name).config_class
+
+
+def strategy_choices() -> dict[str, tuple[str, ...]]:
+    """``strategy.name`` and every method's own keys with a fixed set of values."""
+    out = {"strategy.name": method_names()}
+    for method in methods().values():
+        out |= {f"strategy.{key}": options for key, options in method.choices.items()}
+    return out
+
+
+def strategy_keys() -> list[str]:
+    """Every ``strategy.*`` key some method's section holds, each once."""
+    keys: dict[str, None] = {}
+    for method in methods().values():
+        keys |= {f"strategy.{f.name}": None for f in fields(method.config_class)}
+    return list(keys)
+
+
+def methods_with_key(key: str, but: str) -> list[str]:
+    """The methods other than ``but`` whose section has ``key`` (``strategy.k`` or ``k``)."""
+    leaf = key.removeprefix("strategy.")
+    return [
+        name
+        for name, m in methods().items()
+        if name != but and leaf in {f.name for f in fields(m.config_class)}
+    ]
 
 
 def trains_classifier(name: str) -> bool:
