@@ -49,7 +49,7 @@ def time_steps(recipe: str, overrides: list[str], steps: int, warmup: int) -> di
     device, shard = launch.start(runtime.resolve_device(cfg.train.device))
     data = prepare_data(cfg.data, device)
     parts = build_training(cfg, data, device, shard)
-    parts.start_epoch(cfg, 0, device)
+    parts.start_epoch(cfg.train, 0, device)
     parts.model.train()
 
     def batches():  # type: ignore[no-untyped-def]

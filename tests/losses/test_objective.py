@@ -62,14 +62,14 @@ def test_drs_and_progressive_switch_the_sampler(idx_root: Path) -> None:
     parts = build_training(cfg, data, torch.device("cpu"))
     modes = []
     for epoch in range(4):
-        parts.start_epoch(cfg, epoch, torch.device("cpu"))
+        parts.start_epoch(cfg.train, epoch, torch.device("cpu"))
         modes.append(parts.loader.sampler.mode)
     assert modes == ["random", "random", "class_balanced", "class_balanced"]
     cfg = load_config(None, _overrides(idx_root, "train.sampler=progressive", "train.epochs=4"))
     parts = build_training(cfg, data, torch.device("cpu"))
     progress = []
     for epoch in range(4):
-        parts.start_epoch(cfg, epoch, torch.device("cpu"))
+        parts.start_epoch(cfg.train, epoch, torch.device("cpu"))
         progress.append(parts.loader.sampler.progress)
     assert progress == [0.0, 0.25, 0.5, 0.75]
 

@@ -96,13 +96,13 @@ def test_entry_config_applies_overrides_and_seed(monkeypatch: pytest.MonkeyPatch
 def test_pack_name_follows_the_subset(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recipes of one subset share a pack; another ratio or subset seed is another pack."""
     monkeypatch.chdir(REPO)
-    ce = load_config("recipes/cifar10_lt/ce_r100.yaml")
-    focal = load_config("recipes/cifar10_lt/focal_r100.yaml")
-    r50 = load_config("recipes/cifar10_lt/ce_r50.yaml")
+    ce = load_config("recipes/cifar10_lt/ce_r100.yaml").data
+    focal = load_config("recipes/cifar10_lt/focal_r100.yaml").data
+    r50 = load_config("recipes/cifar10_lt/ce_r50.yaml").data
     assert pack_name(ce) == pack_name(focal)
     assert pack_name(ce).startswith("cifar10_r100_") and pack_name(ce).endswith(".npz")
     assert pack_name(r50) != pack_name(ce) and pack_name(r50).startswith("cifar10_r50_")
-    other_seed = load_config("recipes/cifar10_lt/ce_r100.yaml", ["data.subset_seed=1"])
+    other_seed = load_config("recipes/cifar10_lt/ce_r100.yaml", ["data.subset_seed=1"]).data
     assert pack_name(other_seed) != pack_name(ce)
     assert pack_name(ce, whole=True) == pack_name(r50, whole=True) == "cifar10_whole.npz"
 
@@ -114,6 +114,6 @@ def test_pack_for_finds_only_an_existing_pack(
     monkeypatch.chdir(REPO)
     entry = _entry()
     assert pack_for(entry, None) is None and pack_for(entry, tmp_path) is None
-    pack = tmp_path / pack_name(entry_config(entry))
+    pack = tmp_path / pack_name(entry_config(entry).data)
     pack.write_bytes(b"")
     assert pack_for(entry, tmp_path) == pack

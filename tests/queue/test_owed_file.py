@@ -35,7 +35,7 @@ def test_stage_two_entries_start_from_a_stage_one_of_the_same_subset(owed, monke
     assert staged, "the queue has stage-2 entries (cRT, LWS, KCL's classifier, two-stage SC)"
     for entry in staged:
         first = owed.by_id(entry.after)
-        assert pack_name(entry_config(entry)) == pack_name(entry_config(first)), entry.id
+        assert pack_name(entry_config(entry).data) == pack_name(entry_config(first).data), entry.id
 
 
 def test_leases_one_and_two_are_the_r100_columns(owed) -> None:

@@ -172,7 +172,7 @@ def _float64_steps(root: str, overrides: list[str]) -> dict[str, Any]:
     device, shard = launch.start(torch.device("cpu"))
     data = prepare_data(cfg.data, device)
     parts = build_training(cfg, data, device, shard)
-    parts.start_epoch(cfg, start, device)
+    parts.start_epoch(cfg.train, start, device)
     parts.model.train()
     batches = iter(parts.loader)
     losses = [launch.mean_over_ranks(parts.step(next(batches), LR), shard).item()
@@ -255,8 +255,8 @@ def test_an_unsynchronised_first_sam_pass_keeps_the_ranks_equal(
 def test_a_global_batch_that_does_not_split_is_one_line() -> None:
     cfg = load_config("recipes/demo.yaml", ["train.batch_size=16"])
     with pytest.raises(LongtailError, match="train.batch_size=16 does not split over 3 processes"):
-        check_parallel(cfg, launch.Shard(0, 3))
-    check_parallel(cfg, launch.Shard(1, 2))  # 8 a rank: fine
+        check_parallel(cfg.train, launch.Shard(0, 3))
+    check_parallel(cfg.train, launch.Shard(1, 2))  # 8 a rank: fine
 
 
 E2E_EPOCHS = 4

@@ -87,7 +87,7 @@ def load_predictor(run_dir: str | Path, device: str = "cpu") -> Predictor:
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise LongtailError(f"model.safetensors does not fit the run's config ({first})") from None
-    model = evaluation_model(model, cfg, record["train_counts"]).eval()
+    model = evaluation_model(model, cfg.eval, record["train_counts"]).eval()
     return Predictor(model, record, cfg, where)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longtail.config import Config, load_config
+from longtail.data.config import DataConfig
 from longtail.data.subset import subset_fields
 from longtail.queue.spec import Entry
 
@@ -29,17 +30,17 @@ class Device:
     threads: int = 0  # CPU threads per job (0: torch's default)
 
 
-def pack_name(cfg: Config, whole: bool = False) -> str:
-    """The file name of the pack that holds ``cfg``'s training images (``longtail pack``).
+def pack_name(data: DataConfig, whole: bool = False) -> str:
+    """The file name of the pack that holds ``data``'s training images (``longtail pack``).
 
     Runs whose subsets are the same images share one pack: the name is the dataset, the ratio and a
     digest of every field that chooses the subset (``longtail.data.subset.subset_fields``).
     """
     if whole:
-        return f"{cfg.data.dataset}_whole.npz"
-    fields = json.dumps(subset_fields(cfg.data), sort_keys=True, default=str)
+        return f"{data.dataset}_whole.npz"
+    fields = json.dumps(subset_fields(data), sort_keys=True, default=str)
     digest = hashlib.sha1(fields.encode()).hexdigest()[:8]
-    return f"{cfg.data.dataset}_r{cfg.data.imbalance_ratio:g}_{digest}.npz"
+    return f"{data.dataset}_r{data.imbalance_ratio:g}_{digest}.npz"
 
 
 def entry_config(entry: Entry) -> Config:
@@ -55,9 +56,9 @@ def pack_for(entry: Entry, packs: Path | None) -> Path | None:
         from longtail.studies.spec import load_spec
 
         recipe = next(iter(load_spec(entry.recipe).methods.values()))
-        path = packs / pack_name(load_config(recipe), whole=True)
+        path = packs / pack_name(load_config(recipe).data, whole=True)
     else:
-        path = packs / pack_name(entry_config(entry))
+        path = packs / pack_name(entry_config(entry).data)
     return path if path.is_file() else None
 
 

@@ -34,9 +34,9 @@ def _pack_source(entry: Entry) -> tuple[str, DataConfig, bool]:
 
         recipe = next(iter(load_spec(entry.recipe).methods.values()))
         cfg = load_config(recipe)
-        return pack_name(cfg, whole=True), cfg.data, True
+        return pack_name(cfg.data, whole=True), cfg.data, True
     cfg = entry_config(entry)
-    return pack_name(cfg), cfg.data, False
+    return pack_name(cfg.data), cfg.data, False
 
 
 def plan_lease(

@@ -29,11 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from longtail.config import Config
+from longtail.data.config import DataConfig
 from longtail.errors import LongtailError
 from longtail.models.backbone import Backbone
+from longtail.models.config import ModelConfig
 from longtail.models.heads import tau_normalize
 from longtail.run_folder import RunFolder
+from longtail.run_sections import InitConfig
 
 
 class LearnableWeightScaling(nn.Module):
@@ -83,9 +85,9 @@ def classification_net(model: nn.Module) -> Backbone:
     return net
 
 
-def wrap_for_stage(net: Backbone, cfg: Config) -> None:
-    """Structural changes a stage makes to the model (LWS wraps the classifier); no weights."""
-    if cfg.init.freeze == "all_but_scales":
+def wrap_for_stage(net: Backbone, init: InitConfig) -> None:
+    """Structural changes of ``init.freeze`` (LWS wraps the classifier); no weights."""
+    if init.freeze == "all_but_scales":
         net.fc = LearnableWeightScaling(net.fc, net.num_classes)
 
 
@@ -135,12 +137,15 @@ def _open_source(path: str) -> RunFolder:
     return RunFolder.open(path)
 
 
-def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
-    """The classification network's weights from ``init.run``'s checkpoint, checked to fit."""
-    assert cfg.init.run is not None
-    run = _open_source(cfg.init.run)
+def _source_state(
+    init: InitConfig, model_cfg: ModelConfig, data: DataConfig
+) -> tuple[Path, dict[str, Tensor]]:
+    """The classification network's weights from ``init.run``'s checkpoint, checked to fit: the
+    source run built ``model_cfg``'s network on ``data.dataset`` at ``data.imbalance_ratio``."""
+    assert init.run is not None
+    run = _open_source(init.run)
     path, source = run.path, run.read_config()
-    mine = (cfg.model.name, cfg.model.kwargs, cfg.model.classifier, cfg.data.dataset)
+    mine = (model_cfg.name, model_cfg.kwargs, model_cfg.classifier, data.dataset)
     theirs = (source.model.name, source.model.kwargs, source.model.classifier, source.data.dataset)
     if mine != theirs:
         raise LongtailError(
@@ -148,10 +153,10 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
             f" run builds {mine[0]} {mine[1]} ({mine[2]}) on {mine[3]}: set model.* and"
             " data.dataset as in the source run"
         )
-    if source.data.imbalance_ratio != cfg.data.imbalance_ratio:
+    if source.data.imbalance_ratio != data.imbalance_ratio:
         raise LongtailError(
             f"init.run={path} trained on imbalance ratio {source.data.imbalance_ratio:g}, this run"
-            f" says {cfg.data.imbalance_ratio:g} (it reuses the source's subset): set"
+            f" says {data.imbalance_ratio:g} (it reuses the source's subset): set"
             f" data.imbalance_ratio={source.data.imbalance_ratio:g} or pick a run of that ratio"
         )
     state: dict[str, Tensor] = run.load_checkpoint()["model"]
@@ -161,9 +166,8 @@ def _source_state(cfg: Config) -> tuple[Path, dict[str, Tensor]]:
     return path, state
 
 
-def require_source(cfg: Config) -> None:
+def require_source(init: InitConfig) -> None:
     """A stage that freezes or resets needs its source run: a one-line error naming the fix."""
-    init = cfg.init
     if init.run is None and (init.freeze != "none" or init.reset_classifier):
         what = f"init.freeze={init.freeze}" if init.freeze != "none" else "init.reset_classifier"
         raise LongtailError(
@@ -172,35 +176,39 @@ def require_source(cfg: Config) -> None:
         )
 
 
-def source_index_file(cfg: Config) -> str | None:
+def source_index_file(init: InitConfig) -> str | None:
     """The source run's ``lt_index.json``: a stage trains on the subset its source trained on."""
-    require_source(cfg)
-    if cfg.init.run is None:
+    require_source(init)
+    if init.run is None:
         return None
-    index = _open_source(cfg.init.run).file("lt_index.json")
+    index = _open_source(init.run).file("lt_index.json")
     if not index.is_file():
-        raise LongtailError(f"init.run={cfg.init.run} has no lt_index.json: pass a finished run")
+        raise LongtailError(f"init.run={init.run} has no lt_index.json: pass a finished run")
     return str(index)
 
 
-def initialize(model: nn.Module, cfg: Config) -> dict[str, Tensor] | None:
+def initialize(
+    model: nn.Module, init: InitConfig, model_cfg: ModelConfig, data: DataConfig
+) -> dict[str, Tensor] | None:
     """Load ``init.run``'s weights, reset the classifier if asked, freeze; return the frozen state.
 
-    The returned clone of the frozen parameters and buffers is what :func:`check_frozen` compares
-    against after the stage (``None`` when nothing is frozen or there is no source).
+    ``model_cfg`` and ``data`` are the run's ``model.*`` and ``data.*``: the source run must have
+    built the same network on the same dataset and imbalance ratio. The returned clone of the
+    frozen parameters and buffers is what :func:`check_frozen` compares against after the stage
+    (``None`` when nothing is frozen or there is no source).
     """
-    require_source(cfg)
-    if cfg.init.run is None:
+    require_source(init)
+    if init.run is None:
         return None
     net = classification_net(model)
-    path, state = _source_state(cfg)
+    path, state = _source_state(init, model_cfg, data)
     if isinstance(net.fc, LearnableWeightScaling) and "fc.scales" not in state:
         # A plain source head goes inside the LWS wrapper; the scales keep their init of 1.
         state = {
             ("fc.classifier." + k[3:] if k.startswith("fc.") else k): v for k, v in state.items()
         }
         state["fc.scales"] = net.fc.scales.detach().clone()
-    if cfg.init.reset_classifier:  # the source's head is replaced anyway: any head will do
+    if init.reset_classifier:  # the source's head is replaced anyway: any head will do
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         state |= {f"fc.{k}": v for k, v in net.fc.state_dict().items()}
     try:
@@ -212,10 +220,10 @@ def initialize(model: nn.Module, cfg: Config) -> dict[str, Tensor] | None:
             f"init.run={path} holds weights that do not fit this model ({detail[:200]}): use a"
             " source run with the same model"
         ) from None
-    if cfg.init.reset_classifier:
+    if init.reset_classifier:
         net.reset_classifier(net.num_classes)
-    freeze(net, cfg.init.freeze)
-    keys = frozen_keys(net, cfg.init.freeze)
+    freeze(net, init.freeze)
+    keys = frozen_keys(net, init.freeze)
     current = net.state_dict()
     return {k: current[k].detach().clone() for k in keys} or None
 

@@ -18,6 +18,7 @@ from longtail.data.samplers import IndexSampler
 from longtail.data.seeds import purpose_seed
 from longtail.data.stream import CropSpec, FileImages, StreamLoader
 from longtail.errors import LongtailError
+from longtail.eval.config import EvalConfig
 from longtail.eval.predict import evaluate
 from longtail.launch import Shard
 from longtail.losses import logit_adjust_posthoc
@@ -28,6 +29,7 @@ from longtail.models.registry import create_model
 from longtail.models.sync_bn import convert_sync_batchnorm
 from longtail.optim.optimizers import build_optimizer
 from longtail.optim.stepper import Stepper
+from longtail.run_sections import TrainConfig
 from longtail.strategies.base import MethodParts, View
 from longtail.strategies.decoupling import TauNormalized, initialize, wrap_for_stage
 from longtail.strategies.registry import get_method, trains_classifier
@@ -55,7 +57,7 @@ def build_network(
     )
     if pretrained and cfg.model.pretrained:
         load_pretrained(model, cfg.model.pretrained)
-    wrap_for_stage(model, cfg)  # type: ignore[arg-type]
+    wrap_for_stage(model, cfg.init)  # type: ignore[arg-type]
     model = get_method(cfg.strategy.name).network(model, cfg.strategy, num_classes)
     model = model.to(device)
     if cfg.train.channels_last:
@@ -75,15 +77,15 @@ class TrainingParts:
     frozen: dict[str, torch.Tensor] | None = None  # init.freeze: the state the stage must keep
     shard: Shard = field(default_factory=Shard)  # this process's rank among W (torchrun)
 
-    def start_epoch(self, cfg: Config, epoch: int, device: torch.device) -> None:
+    def start_epoch(self, train: TrainConfig, epoch: int, device: torch.device) -> None:
         """Per-epoch switches: DRW class weights, DRS sampling, progressive sampling's t/T."""
         self.objective.set_epoch(epoch, device)
-        self.step.set_epoch(epoch, cfg.train.epochs)
+        self.step.set_epoch(epoch, train.epochs)
         sampler = self.loader.sampler
-        if cfg.train.resample_epoch is not None:
-            sampler.set_mode(drs_mode(epoch, cfg.train.resample_epoch))
-        if cfg.train.sampler == "progressive":
-            sampler.set_progress(progressive_fraction(epoch, cfg.train.epochs))
+        if train.resample_epoch is not None:
+            sampler.set_mode(drs_mode(epoch, train.resample_epoch))
+        if train.sampler == "progressive":
+            sampler.set_progress(progressive_fraction(epoch, train.epochs))
 
     def state_dict(self) -> dict[str, Any]:
         state = {
@@ -109,13 +111,13 @@ class TrainingParts:
             raise LongtailError(f"{source} does not fit this run ({first}): start anew") from None
 
 
-def check_parallel(cfg: Config, shard: Shard) -> None:
-    """One line when this run cannot be split over ``shard.world`` ranks as it is configured."""
+def check_parallel(train: TrainConfig, shard: Shard) -> None:
+    """One line when this run's ``train.batch_size`` cannot be split over ``shard.world`` ranks."""
     if shard.world == 1:
         return
-    if cfg.train.batch_size % shard.world:
+    if train.batch_size % shard.world:
         raise LongtailError(
-            f"train.batch_size={cfg.train.batch_size} does not split over {shard.world} processes:"
+            f"train.batch_size={train.batch_size} does not split over {shard.world} processes:"
             f" use a multiple of {shard.world} (it is the global batch)"
         )
 
@@ -143,7 +145,7 @@ def data_parallel(method: nn.Module, device: torch.device, static: bool = True) 
 
 
 def stream_loader(
-    cfg: Config,
+    augment: AugmentSpec,
     files: FileImages,
     labels: torch.Tensor,
     sampler: IndexSampler,
@@ -155,10 +157,12 @@ def stream_loader(
     shard: Shard | None,
 ) -> StreamLoader:
     """The streaming loader of a view list: RandomResizedCrop and flip in the workers (the
-    recipe's augment.resized_scale; ratio 3/4..4/3), colour jitter and grayscale on the device."""
-    if cfg.augment.crop != "resized":
+    recipe's augment.resized_scale; ratio 3/4..4/3), colour jitter and grayscale on the device.
+    ``augment`` (the run's ``augment.*``) must say ``crop=resized``; the crop's scale, ratio and
+    flip are the first view's."""
+    if augment.crop != "resized":
         raise LongtailError(
-            f"a streamed run crops with RandomResizedCrop, not augment.crop={cfg.augment.crop}:"
+            f"a streamed run crops with RandomResizedCrop, not augment.crop={augment.crop}:"
             " set augment.crop=resized (and augment.resized_scale, [0.08, 1.0] for ImageNet)"
         )
     first = views[0][0]
@@ -185,10 +189,11 @@ def build_training(
     wrapped in DistributedDataParallel, so that W ranks take the steps one process would.
     """
     shard = shard or Shard()
-    check_parallel(cfg, shard)
+    check_parallel(cfg.train, shard)
     runtime.seed_everything(cfg.train.seed)
     model = build_model(cfg, data, device, pretrained=True)
-    frozen = initialize(model, cfg)  # init.run: source weights, classifier reset, freezing
+    # init.run: source weights, classifier reset, freezing
+    frozen = initialize(model, cfg.init, cfg.model, cfg.data)
     if cfg.train.sync_bn:  # a no-op in one process
         model = convert_sync_batchnorm(model, device)
     optimizer = build_optimizer(model, cfg.optim)
@@ -217,8 +222,8 @@ def build_training(
         )
         seeded = [(spec, seed(purpose)) for spec, purpose in views]
         if isinstance(data.train_images, FileImages):
-            return stream_loader(cfg, data.train_images, labels, index_sampler, seeded, data,
-                                 device, seed(sampler), with_indices, shard)  # fmt: skip
+            return stream_loader(cfg.augment, data.train_images, labels, index_sampler, seeded,
+                                 data, device, seed(sampler), with_indices, shard)  # fmt: skip
         augments = [
             BatchAugment(spec, data.mean, data.std, torch.Generator(device=device).manual_seed(s))
             for spec, s in seeded
@@ -278,7 +283,7 @@ def evaluate_model(
         return knn_summary(model, data, cfg, device)
     transform = input_transform(cfg.train.channels_last, data, device)
     return evaluate(
-        evaluation_model(model, cfg, data.train_counts),
+        evaluation_model(model, cfg.eval, data.train_counts),
         data.test_images,
         data.test_labels,
         num_classes=data.num_classes,
@@ -291,13 +296,13 @@ def evaluate_model(
     )
 
 
-def evaluation_model(model: nn.Module, cfg: Config, train_counts: list[int]) -> nn.Module:
+def evaluation_model(model: nn.Module, eval: EvalConfig, train_counts: list[int]) -> nn.Module:
     """``model`` as the run evaluates it: tau-normalised (``eval.tau_norm``) and/or logit-adjusted
-    by the training prior (``eval.posthoc_tau``) when the config asks."""
-    if cfg.eval.tau_norm is not None:
-        model = TauNormalized(model, cfg.eval.tau_norm)
-    if cfg.eval.posthoc_tau is not None:
-        model = PosthocAdjusted(model, train_counts, cfg.eval.posthoc_tau)
+    by the training prior (``eval.posthoc_tau``) when ``eval`` asks."""
+    if eval.tau_norm is not None:
+        model = TauNormalized(model, eval.tau_norm)
+    if eval.posthoc_tau is not None:
+        model = PosthocAdjusted(model, train_counts, eval.posthoc_tau)
     return model
 
 

@@ -70,7 +70,7 @@ def fit(
         run.path, cfg.log.tensorboard and shard.main and run.writes, start_epoch + 1
     )
     for epoch in range(start_epoch, epochs):
-        parts.start_epoch(cfg, epoch, device)
+        parts.start_epoch(cfg.train, epoch, device)
         model.train()
         done, before_s, loss_sum = 0, 0.0, torch.zeros((), device=device)
         if within is not None and epoch == start_epoch:  # a mid-epoch checkpoint's epoch

@@ -33,6 +33,7 @@ from longtail.data.prepared import PreparedData, input_transform
 from longtail.data.source import DataSource
 from longtail.data.stream import FileImages
 from longtail.errors import LongtailError
+from longtail.eval.config import ProbeConfig
 from longtail.eval.groups import summarize
 from longtail.eval.knn import knn_predict
 from longtail.eval.metrics import confusion_matrix
@@ -47,6 +48,7 @@ from longtail.eval.representation import (
     evaluate_representation,
 )
 from longtail.protocol import shortened
+from longtail.run_sections import TrainConfig
 
 HEADLINE = ("probe_top1", "probe_knn_top1", "few_many_ratio", "slope", "cv")
 
@@ -71,8 +73,11 @@ def probe_run(
     budget = None
     if trained_images is not None and p.size == "auto" and shortened(cfg):
         budget = probe_images(trained_images)
-        _say(cfg, f"probe: sized to this shortened run, at most ~{budget} images a set"
-                  " (probe.size=full probes the recipe's sets)")  # fmt: skip
+        _say(
+            cfg.train,
+            f"probe: sized to this shortened run, at most ~{budget} images a set"
+            " (probe.size=full probes the recipe's sets)",
+        )
     backbone = backbone_of(model)
     before = snapshot(backbone)
     transform = input_transform(cfg.train.channels_last, data, device)
@@ -94,13 +99,16 @@ def probe_run(
         """One probe set; ``counts`` (the pre-training counts) for in-domain sets, which share
         the run's test split (its features extracted once), None for the OOD set."""
         size = int(probe_set.train_labels.shape[0])
-        _say(cfg, f"probe: {name} set, {size} images ...")
+        _say(cfg.train, f"probe: {name} set, {size} images ...")
         t0 = time.perf_counter()
         result = evaluate_representation(backbone, probe_set, transform=transform,
                                          settings=settings, pretrain_counts=counts,
                                          test_feats=test_feats if counts is not None else None)  # fmt: skip
-        _say(cfg, f"probe: {name}: linear {result['probe_top1']:.2f}%, kNN"
-                  f" {result['probe_knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+        _say(
+            cfg.train,
+            f"probe: {name}: linear {result['probe_top1']:.2f}%, kNN"
+            f" {result['probe_knn_top1']:.2f}% ({time.perf_counter() - t0:.1f} s)",
+        )
         return result
 
     if not DataSource.of(cfg.data).holds_whole_split():
@@ -108,7 +116,7 @@ def probe_run(
         probes["balanced"] = None
     else:
         cap = per_class_cap(budget, data.num_classes, p.balanced_per_class)
-        probes["balanced"] = probe("balanced", _balanced_set(cfg, data, device, cap),
+        probes["balanced"] = probe("balanced", _balanced_set(cfg.data, data, device, cap),
                                    data.train_counts)  # fmt: skip
     if p.long_tailed:
         keep = long_tailed_subset(data.train_labels.cpu().numpy(), data.num_classes, budget)
@@ -116,7 +124,7 @@ def probe_run(
                       data.test_images, data.test_labels, data.num_classes)  # fmt: skip
         probes["long_tailed"] = probe("long-tailed", lt, data.train_counts)
     if p.ood is not None:
-        probes["ood"] = probe("OOD", _ood_set(cfg, data, device, budget), None)
+        probes["ood"] = probe("OOD", _ood_set(cfg.probe, cfg.data, data, device, budget), None)
     assert_unchanged(backbone, before)
     headline = probes["balanced"] or {}  # never silently the long-tailed probe
     record: dict[str, Any] = {"probe": probes}
@@ -161,9 +169,9 @@ def knn_summary(
                      few_threshold=cfg.eval.few_threshold)  # fmt: skip
 
 
-def _say(cfg: Config, line: str) -> None:
-    """A progress line on stderr (rank 0 alone runs the probes)."""
-    if cfg.train.progress:
+def _say(train: TrainConfig, line: str) -> None:
+    """A progress line on stderr when ``train.progress`` is on (rank 0 alone runs the probes)."""
+    if train.progress:
         print(line, file=sys.stderr, flush=True)
 
 
@@ -177,11 +185,12 @@ def _rows(images: torch.Tensor | FileImages, keep: np.ndarray) -> torch.Tensor |
 
 
 def _balanced_set(
-    cfg: Config, data: PreparedData, device: torch.device, per_class: int | None
+    data_cfg: DataConfig, data: PreparedData, device: torch.device, per_class: int | None
 ) -> ProbeSet:
-    """The balanced probe set: up to ``per_class`` images of every class of the full split."""
+    """The balanced probe set: up to ``per_class`` images of every class of the full split that
+    ``data_cfg`` (the run's ``data.*``) reads; ``data`` gives its test split and format."""
     if isinstance(data.train_images, FileImages):  # streamed: the balanced files, undecoded
-        listed = DataSource.of(cfg.data).files("train")
+        listed = DataSource.of(data_cfg).files("train")
         assert listed is not None  # a streamed run reads files
         paths, labels, _ = listed
         keep = balanced_indices(labels, data.num_classes, per_class, seed=0)
@@ -192,7 +201,7 @@ def _balanced_set(
             data.test_labels,
             data.num_classes,
         )  # fmt: skip
-    full = DataSource.of(cfg.data).arrays("train")
+    full = DataSource.of(data_cfg).arrays("train")
     keep = balanced_indices(full.labels, data.num_classes, per_class, seed=0)
     probe = full.subset(keep)
     return ProbeSet(
@@ -204,40 +213,46 @@ def _balanced_set(
     )
 
 
-def check_probe_data(cfg: Config) -> None:
-    """Read the OOD probe's splits now (cached with ``data.cache_dir``), so a bad
-    ``probe.ood_root`` stops a run before it trains."""
-    if cfg.probe.enabled and cfg.probe.ood is not None:
+def check_probe_data(probe: ProbeConfig, data_cfg: DataConfig) -> None:
+    """Read the OOD probe's splits now (cached with ``data_cfg.cache_dir``, the run's
+    ``data.cache_dir``), so a bad ``probe.ood_root`` stops a run before it trains."""
+    if probe.enabled and probe.ood is not None:
         for split in ("train", "test"):
-            _ood_split(cfg, split)
+            _ood_split(probe, data_cfg, split)
 
 
-def _ood_split(cfg: Config, split: str) -> ImageArrays:
-    p = cfg.probe
-    assert p.ood is not None
+def _ood_split(probe: ProbeConfig, data_cfg: DataConfig, split: str) -> ImageArrays:
+    """``split`` of ``probe.ood`` from ``probe.ood_root``, cached with ``data_cfg.cache_dir``."""
+    assert probe.ood is not None
     # a dataset, or a pack (e.g. `longtail pack recipes/demo.yaml fmnist.npz --whole`)
-    source = DataConfig(dataset=p.ood, root=p.ood_root, cache_dir=cfg.data.cache_dir)
+    source = DataConfig(dataset=probe.ood, root=probe.ood_root, cache_dir=data_cfg.cache_dir)
     try:
         return DataSource.of(source).arrays(split)
     except LongtailError as err:
         raise LongtailError(
-            f"probe.ood={p.ood} cannot be read from probe.ood_root={p.ood_root} ({err}):"
+            f"probe.ood={probe.ood} cannot be read from probe.ood_root={probe.ood_root} ({err}):"
             " fix probe.ood_root, fetch the data (`make data` for Fashion-MNIST) or drop probe.ood"
         ) from None
 
 
-def _ood_set(cfg: Config, data: PreparedData, device: torch.device, budget: int | None) -> ProbeSet:
+def _ood_set(
+    probe: ProbeConfig,
+    data_cfg: DataConfig,
+    data: PreparedData,
+    device: torch.device,
+    budget: int | None,
+) -> ProbeSet:
     """The OOD probe set: its training images (``probe.ood_per_class`` a class, lowered to a
-    shortened run's ``budget``), and its test split."""
-    p = cfg.probe
-    assert p.ood is not None
+    shortened run's ``budget``), and its test split, both read by :func:`_ood_split` and matched
+    to ``data``'s image size and channels."""
+    assert probe.ood is not None
     size = (int(data.train_images.shape[2]), int(data.train_images.shape[3]))
     splits = []
     for split in ("train", "test"):
-        arrays = _ood_split(cfg, split)
+        arrays = _ood_split(probe, data_cfg, split)
         if split == "train":
             num_classes = arrays.num_classes
-            per_class = per_class_cap(budget, num_classes, p.ood_per_class)
+            per_class = per_class_cap(budget, num_classes, probe.ood_per_class)
             arrays = arrays.subset(balanced_indices(arrays.labels, num_classes, per_class, 0))
         images = match_format(to_device_tensor(arrays.images, device), data.in_chans, size)
         splits += [images, torch.as_tensor(np.asarray(arrays.labels), dtype=torch.int64,

@@ -21,6 +21,7 @@ from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
 from longtail.io import DiskFullError, atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
+from longtail.run_sections import TrainConfig
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.loop import fit
@@ -42,13 +43,15 @@ def train(cfg: Config) -> Path:
     leaves nothing behind. Under ``torchrun --max-restarts=R`` a restarted group continues the
     folder its first attempt made (found by torchrun's run id): one run, one folder.
     """
-    cfg, device, shard = _place(_with_source_subset(cfg))
+    cfg = _with_source_subset(cfg)
+    placed, device, shard = _place(cfg.train)
+    cfg = replace(cfg, train=placed)
     earlier = _earlier_attempt(cfg, shard)
     if earlier is not None and (earlier / CHECKPOINT).is_file():
         return resume(earlier)
     require_tensorboard(cfg.log.tensorboard)
     data = prepare_data(cfg.data, device)
-    check_probe_data(cfg)  # a missing OOD set fails now, not after the last epoch
+    check_probe_data(cfg.probe, cfg.data)  # a missing OOD set fails now, not after the last epoch
     parts = build_training(cfg, data, device, shard)
     if shard.main:  # one run, one folder: rank 0 creates it and tells the others where it is
         # an attempt killed before its first checkpoint: start again in its folder
@@ -65,11 +68,12 @@ def train(cfg: Config) -> Path:
     return _run(cfg, data, device, run, parts, 0, None)
 
 
-def _place(cfg: Config) -> tuple[Config, torch.device, launch.Shard]:
-    """Threads, this rank's device and shard (torchrun), and ``precision=auto`` resolved there."""
-    runtime.set_threads(cfg.train.threads)
-    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
-    return replace(cfg, train=runtime.resolve_precision(cfg.train, device)), device, shard
+def _place(train: TrainConfig) -> tuple[TrainConfig, torch.device, launch.Shard]:
+    """Threads, this rank's device and shard (torchrun), and ``train`` with ``precision=auto``
+    resolved there."""
+    runtime.set_threads(train.threads)
+    device, shard = launch.start(runtime.resolve_device(train.device))
+    return runtime.resolve_precision(train, device), device, shard
 
 
 def _earlier_attempt(cfg: Config, shard: launch.Shard) -> Path | None:
@@ -94,7 +98,7 @@ def _earlier_attempt(cfg: Config, shard: launch.Shard) -> Path | None:
 
 def _with_source_subset(cfg: Config) -> Config:
     """A run started from ``init.run`` trains on its source's subset (cRT on other images is wrong)."""
-    index = source_index_file(cfg)
+    index = source_index_file(cfg.init)
     if index is None:
         return cfg
     if cfg.data.index_file not in (None, index):
@@ -119,7 +123,8 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
         ]
     )
     state = run.load_checkpoint()
-    cfg, device, shard = _place(cfg)  # an older folder's precision=auto resolves here
+    placed, device, shard = _place(cfg.train)  # an older folder's precision=auto resolves here
+    cfg = replace(cfg, train=placed)
     run.writes = shard.main
     if shard.main:
         run.claim()  # before anything is touched: a live run's folder is refused
@@ -141,7 +146,7 @@ def _continue(
         )
     require_tensorboard(cfg.log.tensorboard)  # log.* may change on a resume
     data = prepare_data(replaying(cfg.data, run.file(INDEX)), device)  # the exact saved subset
-    check_probe_data(cfg)
+    check_probe_data(cfg.probe, cfg.data)
     parts = build_training(cfg, data, device, shard)
     parts.load_state_dict(state, str(run.file("checkpoint.pt")))
     try:
