@@ -6,7 +6,8 @@ allowed values (``choices``) and its rules (``check``): ``data.*`` in :mod:`long
 ``loss.*`` in :mod:`longtail.losses.config`, ``optim.*`` / ``schedule.*`` / ``sam.*`` in
 :mod:`longtail.optim.config`, ``eval.*`` / ``probe.*`` in :mod:`longtail.eval.config`, and
 ``strategy.*`` in each method's module (``strategy.name`` picks the dataclass,
-:mod:`longtail.strategies.registry`). The run-wide sections (train, init, log, paper) are here.
+:mod:`longtail.strategies.registry`), ``init.*`` in :mod:`longtail.strategies.decoupling`. The
+run-wide sections (train, log, paper) are in :mod:`longtail.run_sections`.
 
 A recipe is a YAML file holding only what differs from the defaults; command-line overrides are
 ``key=value`` pairs with dotted keys (``optim.lr=0.05``). Both are merged onto the dataclasses
@@ -36,8 +37,9 @@ from longtail.losses.config import LossConfig
 from longtail.models.config import ModelConfig
 from longtail.optim.config import OptimConfig, SamConfig, ScheduleConfig
 from longtail.recipe_files import recipe_layers
-from longtail.run_sections import InitConfig, LogConfig, PaperConfig, TrainConfig
+from longtail.run_sections import LogConfig, PaperConfig, TrainConfig
 from longtail.strategies.base import MethodConfig
+from longtail.strategies.decoupling import InitConfig
 
 
 @dataclass

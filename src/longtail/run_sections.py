@@ -1,4 +1,4 @@
-"""The run-wide config sections: train.*, init.*, log.*, paper.* (what no component owns).
+"""The run-wide config sections: train.*, log.*, paper.* (what no component owns).
 
 Like every section class, each declares its allowed values (``choices``) and checks its own
 rules (``check``); :mod:`longtail.config` assembles them with the components' sections.
@@ -58,30 +58,6 @@ class TrainConfig:
             raise LongtailError(
                 "train.resample_epoch (DRS) switches random sampling to class-balanced: set"
                 " train.sampler=random"
-            )
-
-
-@dataclass
-class InitConfig:
-    """Start from another run's checkpoint (decoupled stage 2: cRT, LWS; two-stage training).
-
-    A missing init.run is checked when training starts (decoupling.require_source), so a
-    stage-2 recipe still loads for `longtail data` and the recipe checks.
-    """
-
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {
-        "freeze": ("none", "backbone", "all_but_scales"),
-    }
-
-    run: str | None = None  # the source run folder; its lt_index.json becomes data.index_file
-    freeze: str = "none"  # none | backbone (cRT) | all_but_scales (LWS)
-    reset_classifier: bool = False  # re-initialise the classifier after loading (cRT)
-
-    def check(self) -> None:
-        if self.freeze == "all_but_scales" and self.reset_classifier:
-            raise LongtailError(
-                "init.freeze=all_but_scales (LWS) scales the source's classifier: set"
-                " init.reset_classifier=false"
             )
 
 

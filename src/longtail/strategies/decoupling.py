@@ -23,7 +23,9 @@ stage :func:`check_frozen` asserts they are bit-identical to the source (paramet
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,33 @@ from longtail.errors import LongtailError
 from longtail.models.backbone import Backbone
 from longtail.models.config import ModelConfig
 from longtail.models.heads import tau_normalize
-from longtail.run_folder import RunFolder
-from longtail.run_sections import InitConfig
+
+if TYPE_CHECKING:  # run_folder reads config.yaml, and the config holds this module's init.*
+    from longtail.run_folder import RunFolder
+
+
+@dataclass
+class InitConfig:
+    """``init.*``: start from another run's checkpoint (decoupled stage 2: cRT, LWS; two-stage).
+
+    A missing init.run is checked when training starts (decoupling.require_source), so a
+    stage-2 recipe still loads for `longtail data` and the recipe checks.
+    """
+
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "freeze": ("none", "backbone", "all_but_scales"),
+    }
+
+    run: str | None = None  # the source run folder; its lt_index.json becomes data.index_file
+    freeze: str = "none"  # none | backbone (cRT) | all_but_scales (LWS)
+    reset_classifier: bool = False  # re-initialise the classifier after loading (cRT)
+
+    def check(self) -> None:
+        if self.freeze == "all_but_scales" and self.reset_classifier:
+            raise LongtailError(
+                "init.freeze=all_but_scales (LWS) scales the source's classifier: set"
+                " init.reset_classifier=false"
+            )
 
 
 class LearnableWeightScaling(nn.Module):
@@ -134,6 +161,8 @@ def _open_source(path: str) -> RunFolder:
             f"init.run={path} is not a run folder (no config.yaml): pass init.run=RUN_DIR of a"
             " finished stage-1 run"
         )
+    from longtail.run_folder import RunFolder
+
     return RunFolder.open(path)
 
 
