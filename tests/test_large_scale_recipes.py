@@ -66,7 +66,12 @@ def test_large_scale_recipe_smoke(recipe: Path, tree: list[str], tmp_path: Path,
     if staged:  # a tiny stage 1 of the same model stands in for the source run; at a small lr:
         # two steps at the recipe's (0.2) on 4 images leave weights whose frozen, eval-mode
         # BatchNorm overflows a deep net's features, which a trained stage 1 never does
-        unstaged = ["init.freeze=none", "init.reset_classifier=false", "optim.lr=0.001"]
+        unstaged = [
+            "strategy.name=supervised",
+            "init.freeze=none",
+            "init.reset_classifier=false",
+            "optim.lr=0.001",
+        ]
         source = train(load_config(recipe, [*overrides, *unstaged, f"out_dir={tmp_path / 's1'}"]))
         overrides.append(f"init.run={source}")
     cfg = load_config(recipe, overrides)

@@ -84,7 +84,11 @@ def test_recipe_smoke(
 ) -> None:
     monkeypatch.chdir(REPO)  # recipes name data relative to the repository root
     # a stage-2 recipe needs init.run only to train: its data and paper fields load without it
-    unstaged = ["init.freeze=none", "init.reset_classifier=false"] if _needs_source(recipe) else []
+    unstaged = (
+        ["strategy.name=supervised", "init.freeze=none", "init.reset_classifier=false"]
+        if _needs_source(recipe)
+        else []
+    )
     cfg = load_config(recipe, unstaged)
     _require_data(cfg.data.root)
     total = SMOKE_TOTAL.get(cfg.data.dataset, 300)

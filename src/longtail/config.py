@@ -39,7 +39,7 @@ from longtail.optim.config import OptimConfig, SamConfig, ScheduleConfig
 from longtail.recipe_files import recipe_layers
 from longtail.run_sections import LogConfig, PaperConfig, TrainConfig
 from longtail.strategies.base import MethodConfig
-from longtail.strategies.decoupling import InitConfig
+from longtail.strategies.decoupling import InitConfig, upgrade_saved
 
 
 @dataclass
@@ -292,6 +292,7 @@ def from_dict(tree: dict[str, Any], source: str = "a saved config") -> Config:
     A folder written before methods owned their sections holds every method's ``strategy.*``
     keys; those the run's method has not had no effect on it and are dropped here.
     """
+    tree = upgrade_saved(tree)  # a stage 2 written as strategy.name=supervised
     section = tree.get("strategy")
     if isinstance(section, dict):
         try:

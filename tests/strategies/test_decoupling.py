@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from longtail.cli import main
 from longtail.config import load_config
@@ -20,6 +21,7 @@ from longtail.data.subset import validation_indices
 from longtail.errors import LongtailError
 from longtail.models import create_model
 from longtail.strategies.decoupling import LearnableWeightScaling, TauNormalized, check_frozen
+from longtail.strategies.registry import get_method
 from longtail.train.build import build_training
 from longtail.train.evaluate_run import evaluate_run, taunorm_run
 from longtail.train.trainer import resume, train
@@ -84,8 +86,13 @@ def _overrides(idx_root: Path, out: Path, *extra: str) -> list[str]:
     )
 
 
-CRT = ["init.freeze=backbone", "init.reset_classifier=true", "train.sampler=class_balanced"]
-LWS = ["init.freeze=all_but_scales", "train.sampler=class_balanced"]
+CRT = [
+    "strategy.name=decoupled",
+    "init.freeze=backbone",
+    "init.reset_classifier=true",
+    "train.sampler=class_balanced",
+]
+LWS = ["strategy.name=decoupled", "init.freeze=all_but_scales", "train.sampler=class_balanced"]
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +183,38 @@ def test_bad_init_run_is_one_line(idx_root: Path, stage1: Path, tmp_path: Path) 
     for err in (missing, wrong, needed):
         assert "\n" not in str(err.value)
     assert not list(tmp_path.glob("*/config.yaml"))  # nothing left behind
+
+
+def test_the_stage_is_the_decoupled_method_and_needs_a_freeze(
+    idx_root: Path, tmp_path: Path
+) -> None:
+    """cRT / LWS are ``strategy.name=decoupled`` (listed, registered); without init.freeze it is a
+    one-line error, and a freeze under another method names the method to use."""
+    assert get_method("decoupled").restages and not get_method("supervised").restages
+    plain = _overrides(idx_root, tmp_path, "strategy.name=decoupled")
+    with pytest.raises(LongtailError, match="set init.freeze=backbone") as bare:
+        load_config(None, plain)
+    with pytest.raises(LongtailError, match="set strategy.name=decoupled") as other:
+        load_config(None, _overrides(idx_root, tmp_path, "init.freeze=backbone"))
+    for err in (bare, other):
+        assert "\n" not in str(err.value)
+
+
+def test_a_stage_two_folder_written_as_supervised_resumes_and_evaluates(
+    idx_root: Path, stage1: Path, tmp_path: Path
+) -> None:
+    """A cRT folder from before the method was registered says strategy.name=supervised: it
+    loads as decoupled, resumes to the same weights as a straight run and evaluates."""
+    straight = _stage2(idx_root, tmp_path / "a", stage1, "train.epochs=2", *CRT)
+    half = _stage2(idx_root, tmp_path / "b", stage1, "train.epochs=1", *CRT)
+    saved = yaml.safe_load((half / "config.yaml").read_text())
+    assert saved["strategy"]["name"] == "decoupled"
+    saved["strategy"]["name"] = "supervised"  # as the folder was written then
+    (half / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    resume(half, ["train.epochs=2"])
+    a, b = _model(straight), _model(half)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert evaluate_run(half)["top1"] == json.loads((half / "final.json").read_text())["top1"]
 
 
 def test_crt_resume_is_exact(idx_root: Path, stage1: Path, tmp_path: Path) -> None:

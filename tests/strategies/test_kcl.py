@@ -154,7 +154,12 @@ KCL = [
     "strategy.proj_hidden=0",
     "strategy.proj_dim=16",
 ]
-CRT = ["init.freeze=backbone", "init.reset_classifier=true", "train.sampler=class_balanced"]
+CRT = [
+    "strategy.name=decoupled",
+    "init.freeze=backbone",
+    "init.reset_classifier=true",
+    "train.sampler=class_balanced",
+]
 
 
 def _model(run: Path) -> dict[str, torch.Tensor]:

@@ -89,8 +89,11 @@ def test_the_name_picks_the_section_dataclass() -> None:
         ),
         (["strategy.name=hybrid", "strategy.contrastive=byol"], "strategy.contrastive='byol'"),
         (["strategy.name=hybrid", "strategy.num_prototypes=0"], "num_prototypes=0 must be >= 1"),
-        (["strategy.name=moco", "sam.rho=0.5"], "use SAM with supervised, simclr, simsiam, supcon"),
-        (["strategy.name=hybrid", "init.freeze=backbone"], "set strategy.name=supervised"),
+        (
+            ["strategy.name=moco", "sam.rho=0.5"],
+            "use SAM with supervised, decoupled, simclr, simsiam, supcon",
+        ),
+        (["strategy.name=hybrid", "init.freeze=backbone"], "set strategy.name=decoupled"),
     ],
 )
 def test_method_errors_are_one_line(overrides: list[str], match: str) -> None:

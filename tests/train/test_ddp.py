@@ -374,7 +374,8 @@ def test_a_stage_two_starts_from_a_torchrun_run(
     source = next(uninterrupted[1].iterdir())
     config = yaml.safe_load((source / "config.yaml").read_text())
     args = ["recipes/demo.yaml", *TINY, f"data.root={config['data']['root']}", "train.epochs=1",
-            f"init.run={source}", "init.freeze=backbone", "init.reset_classifier=true",
+            f"init.run={source}", "strategy.name=decoupled", "init.freeze=backbone",
+            "init.reset_classifier=true",
             "train.sampler=class_balanced", "loss.reweight=none", f"out_dir={tmp_path}"]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "longtail", "train", *args], capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)  # fmt: skip

@@ -1,8 +1,10 @@
 """Decoupled classifier learning (Kang et al., ICLR 2020): cRT, tau-norm and LWS on a trained run.
 
-Stage 1 is any run (supervised, or a hybrid / contrastive run); stage 2 is a new run that starts
-from stage 1's checkpoint (``init.run=RUN_DIR``) on the same long-tailed subset, through the same
-epoch loop:
+Stage 1 is any run (supervised, or a hybrid / contrastive run); stage 2 is a new run of the
+``decoupled`` method (:mod:`.decoupled`) that starts from stage 1's checkpoint (``init.run=RUN_DIR``,
+this module's ``init.*`` section) on the same long-tailed subset, through the same epoch loop and
+step as a supervised run. This module registers no method: it holds what the builder, the trainer
+and the evaluation use of a stage (so they import no method module):
 
 * **cRT** (classifier re-training): ``init.freeze=backbone``, ``init.reset_classifier=true``,
   ``train.sampler=class_balanced``, a short cosine schedule (Kang: 10 epochs).
@@ -25,7 +27,7 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +65,20 @@ class InitConfig:
                 "init.freeze=all_but_scales (LWS) scales the source's classifier: set"
                 " init.reset_classifier=false"
             )
+
+
+def upgrade_saved(tree: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config.yaml written when a stage 2 ran as ``strategy.name=supervised`` with
+    ``init.freeze`` set: the same run is ``strategy.name=decoupled`` now (nothing else changed)."""
+    strategy, init = tree.get("strategy"), tree.get("init")
+    if (
+        isinstance(strategy, dict)
+        and isinstance(init, dict)
+        and strategy.get("name") == "supervised"
+        and init.get("freeze", "none") != "none"
+    ):
+        return {**tree, "strategy": {**strategy, "name": "decoupled"}}
+    return tree
 
 
 class LearnableWeightScaling(nn.Module):
