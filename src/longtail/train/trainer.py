@@ -21,7 +21,6 @@ from longtail.errors import LongtailError
 from longtail.eval.run_page import CURVES, plot_curves, write_report
 from longtail.io import DiskFullError, atomic_write_json, atomic_write_text
 from longtail.run_folder import CHECKPOINT, ELASTIC, INDEX, METRICS, PLOT, PROBE_PLOT, RunFolder
-from longtail.run_sections import TrainConfig
 from longtail.strategies.decoupling import check_frozen, source_index_file
 from longtail.train.build import TrainingParts, build_training
 from longtail.train.loop import fit
@@ -43,9 +42,7 @@ def train(cfg: Config) -> Path:
     leaves nothing behind. Under ``torchrun --max-restarts=R`` a restarted group continues the
     folder its first attempt made (found by torchrun's run id): one run, one folder.
     """
-    cfg = _with_source_subset(cfg)
-    placed, device, shard = _place(cfg.train)
-    cfg = replace(cfg, train=placed)
+    cfg, device, shard = _place(_with_source_subset(cfg))
     earlier = _earlier_attempt(cfg, shard)
     if earlier is not None and (earlier / CHECKPOINT).is_file():
         return resume(earlier)
@@ -68,12 +65,12 @@ def train(cfg: Config) -> Path:
     return _run(cfg, data, device, run, parts, 0, None)
 
 
-def _place(train: TrainConfig) -> tuple[TrainConfig, torch.device, launch.Shard]:
-    """Threads, this rank's device and shard (torchrun), and ``train`` with ``precision=auto``
-    resolved there."""
-    runtime.set_threads(train.threads)
-    device, shard = launch.start(runtime.resolve_device(train.device))
-    return runtime.resolve_precision(train, device), device, shard
+def _place(cfg: Config) -> tuple[Config, torch.device, launch.Shard]:
+    """Threads, this rank's device and shard (torchrun), and ``cfg`` with ``train.precision=auto``
+    resolved there (it reads and returns only ``train.*``; the whole config, for both callers)."""
+    runtime.set_threads(cfg.train.threads)
+    device, shard = launch.start(runtime.resolve_device(cfg.train.device))
+    return replace(cfg, train=runtime.resolve_precision(cfg.train, device)), device, shard
 
 
 def _earlier_attempt(cfg: Config, shard: launch.Shard) -> Path | None:
@@ -123,8 +120,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> Path:
         ]
     )
     state = run.load_checkpoint()
-    placed, device, shard = _place(cfg.train)  # an older folder's precision=auto resolves here
-    cfg = replace(cfg, train=placed)
+    cfg, device, shard = _place(cfg)  # an older folder's precision=auto resolves here
     run.writes = shard.main
     if shard.main:
         run.claim()  # before anything is touched: a live run's folder is refused
