@@ -102,10 +102,11 @@ def autocast(dtype: torch.dtype | None, device: torch.device) -> AbstractContext
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt(*more: str) -> Iterator[None]:
     """Inside, SIGTERM (how torchrun, SLURM and ``kill`` stop a job) raises KeyboardInterrupt in
     the main thread, so a run stops as Ctrl-C stops it: the last finished epoch kept, the folder
-    marked ``interrupted``, the resume command printed. Outside the main thread: nothing."""
+    marked ``interrupted``, the resume command printed. ``more``: names of further signals handled
+    the same (``"SIGHUP"``: a closed terminal). Outside the main thread: nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -113,11 +114,31 @@ def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    with _handlers(interrupt, "SIGTERM", *more):
+        yield
+
+
+@contextmanager
+def signals_ignored(*names: str) -> Iterator[None]:
+    """Inside, the signals ``names`` are ignored (a second Ctrl-C cannot cut a clean-up short);
+    their handlers are restored after. Outside the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with _handlers(signal.SIG_IGN, *names):
+        yield
+
+
+@contextmanager
+def _handlers(handler: Any, *names: str) -> Iterator[None]:
+    """``handler`` for the signals ``names`` this platform has, the previous ones restored after."""
+    numbers = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, old in previous.items():
+            signal.signal(number, old if old is not None else signal.SIG_DFL)
 
 
 def set_threads(threads: int) -> None:

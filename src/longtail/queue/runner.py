@@ -20,13 +20,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longtail import runtime
 from longtail.errors import LongtailError
 from longtail.eval.monitor import headline
 from longtail.io import atomic_write_json
@@ -207,7 +207,8 @@ def run_queue(
           f" budget {budget_s:.0f} s; MPS {mps.describe()}", flush=True)  # fmt: skip
     running: list[Job] = []
     interrupted = False
-    previous_handlers = _interrupt_on_signals()
+    signals = ExitStack()  # SIGTERM / SIGHUP stop the queue as Ctrl-C does
+    signals.enter_context(runtime.sigterm_as_interrupt("SIGHUP"))
     try:
         while waiting or running:
             now = time.monotonic()
@@ -267,16 +268,16 @@ def run_queue(
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        _ignore_signals()  # a second Ctrl-C must not cut the stopping short
         why = "as the queue was interrupted" if interrupted else "at the budget"
-        stopped = _stop(running, time.monotonic(), gpu_memory, why)
+        with runtime.signals_ignored("SIGINT", "SIGTERM", "SIGHUP"):  # nothing cuts the stop short
+            stopped = _stop(running, time.monotonic(), gpu_memory, why)
+            mps.stop()
+        signals.close()
         for outcome in stopped:
             outcomes[outcome.id] = outcome
         for entry in waiting:
             outcomes.setdefault(entry.id, Outcome(entry.id, "skipped", "the budget ran out before"
                                                   " it could start", kind=entry.kind))  # fmt: skip
-        mps.stop()
-        _restore_signals(previous_handlers)
     ordered = [outcomes[e.id] for e in queue.ordered(dev.kind) if e.id in outcomes]
     for outcome in ordered:
         outcome.results = queue.by_id(outcome.id).results
@@ -462,33 +463,3 @@ def _stop(running: list[Job], now: float, gpu: GpuMemory, why: str) -> list[Outc
     if running:
         print(f"queue: stopped {len(running)} {why}", file=sys.stderr, flush=True)
     return outcomes
-
-
-_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-_Handlers = dict[int, "Callable[[int, Any], Any] | int | None"]
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _interrupt_on_signals() -> _Handlers:
-    """SIGTERM and SIGHUP (``kill``, a closed terminal) raise KeyboardInterrupt like Ctrl-C, so the
-    queue stops its children before it exits; returns the handlers it replaced. Signal handlers
-    belong to the main thread: elsewhere (a queue run from a worker thread) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    numbers = [getattr(signal, name) for name in _STOP_SIGNALS if hasattr(signal, name)]
-    return {number: signal.signal(number, _raise_interrupt) for number in numbers}
-
-
-def _ignore_signals() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for name in _STOP_SIGNALS:
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), signal.SIG_IGN)
-
-
-def _restore_signals(previous: _Handlers) -> None:
-    for number, handler in previous.items():
-        signal.signal(number, handler if handler is not None else signal.SIG_DFL)
