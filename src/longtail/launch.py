@@ -133,6 +133,36 @@ def mean_over_ranks(x: torch.Tensor, shard: Shard) -> torch.Tensor:
     return total / shard.world
 
 
+END_WAIT = dt.timedelta(days=2)  # rank 0's last evaluation, probe and writes: no collective's limit
+_ended = [0]  # runs this process has ended under its process group: the number in the store key
+
+
+def end_together(shard: Shard, state: str | None) -> str | None:
+    """Every rank, as its run ends: rank 0 says how (``state``), the others wait for its word.
+
+    Rank 0's ``state`` ("complete", "failed", "interrupted") goes to the group's store; a rank > 0
+    whose own part ended well (``state`` "complete") waits for it and returns it; one that failed
+    (``state`` None) goes on at once (waiting could deadlock on a rank 0 still in a collective).
+    The wait is the store's, the GIL released: a gloo worker thread still dropping the last
+    collective's tensors takes the GIL then, instead of at interpreter shutdown, where that is an
+    abort ("terminate called without an active exception"; gloo's threads outlive
+    ``destroy_process_group`` in torch 2.13). So every rank's run returns once rank 0 wrote the
+    folder, and a torchrun job ends on all ranks together. Returns ``state`` in a plain run.
+    """
+    if shard.world == 1 or not dist.is_initialized():
+        return state
+    _ended[0] += 1
+    key = f"longtail/end-{_ended[0]}"
+    store = dist.distributed_c10d._get_default_store()
+    if shard.main:
+        store.set(key, state or "failed")
+        return state
+    if state is None:
+        return None
+    store.wait([key], END_WAIT)
+    return store.get(key).decode()
+
+
 def stop() -> None:
     """Leave the process group (end of a torchrun run); nothing in a plain run."""
     if dist.is_initialized():

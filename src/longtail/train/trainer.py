@@ -195,6 +195,7 @@ def _run(
     if cfg.train.progress and run.writes:
         print(f"run folder: {run.path}", file=sys.stderr, flush=True)
     run.write_status("running", epoch=start_epoch)
+    ended: str | None = None  # "complete" / "interrupted"; None: failed (launch.end_together)
     try:
         with runtime.sigterm_as_interrupt():
             final = fit(cfg, data, device, run, parts, start_epoch, history, within)
@@ -207,8 +208,9 @@ def _run(
             _write_pages(run, cfg, final)
         run.write_final(final)
         run.write_status("complete")  # a kill just before: RunFolder.read_state reads "complete"
-        return run.path
+        ended = "complete"
     except KeyboardInterrupt:
+        ended = "interrupted"
         run.write_status("interrupted")
         raise LongtailError(
             f"interrupted: continue with  longtail train resume={run.path}"
@@ -224,3 +226,9 @@ def _run(
         raise
     finally:
         run.release()  # ended, failed or interrupted: the folder is free for a resume
+        # torchrun: the ranks > 0 whose part went well wait for rank 0 to have written the folder
+        mine = ended if parts.shard.main or ended == "complete" else None
+        word = launch.end_together(parts.shard, mine)
+    if word != "complete":  # a rank > 0, told that rank 0 did not finish the folder
+        raise LongtailError(f"rank 0 ended {run.path} {word}: its own error says why")
+    return run.path
