@@ -224,8 +224,9 @@ def _worker(process: int, world: int, folder: str) -> None:
             "gathered_bn": _gathered_bn_case(),
         }
     finally:
-        # a DDP wrapper sits in a reference cycle; freed after the group is gone (at exit), it
-        # aborts the process ("terminate called without an active exception", 4 runs in 12)
+        # a DDP wrapper sits in a reference cycle and keeps gloo's worker threads alive; left to
+        # the exit, a thread still dropping a work's tensors there aborts the process ("terminate
+        # called without an active exception", 4 runs in 12; launch.end_together's docstring)
         gc.collect()
         torch_dist.destroy_process_group()
     with open(f"{folder}/rank{process}.pkl", "wb") as handle:
