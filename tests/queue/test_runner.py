@@ -147,10 +147,10 @@ def _quick_call(queue: Path, runs: Path, out: Path, **kw: Any) -> dict[str, Any]
 
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory: pytest.TempPathFactory, recipe: Path) -> QueueRun:
-    """One 500-epoch entry with a 6 s estimate, in a 60 s budget (its deadline: 39 s in, room for the
+    """One 5000-epoch (on an idle CPU this net trains ~370 epochs in the 39 s: the epochs left must stay well over half) entry with a 6 s estimate, in a 60 s budget (its deadline: 39 s in, room for the
     child to start and finish an epoch on a busy 2-core machine)."""
     base = tmp_path_factory.mktemp("budget-run")
-    entries = [entry("long", recipe, base / "r.json", overrides=["train.epochs=500"],
+    entries = [entry("long", recipe, base / "r.json", overrides=["train.epochs=5000"],
                      minutes={"cpu": 0.1})]  # fmt: skip
     queue = write_queue(base / "owed.yaml", entries)
     runs, out = base / "runs", base / "out"
@@ -171,11 +171,11 @@ def test_the_budget_stops_a_long_run_resumably(budget_run: QueueRun) -> None:
     (outcome,) = budget_run.summary["entries"]
     assert outcome["status"] == "unfinished", outcome
     (folder,) = budget_run.run_folders("long")
-    match = re.fullmatch(r"stopped at the budget after (\d+) of 500 epochs \(resume: longtail"
+    match = re.fullmatch(r"stopped at the budget after (\d+) of 5000 epochs \(resume: longtail"
                          r" train resume=(.+)\)", outcome["reason"])  # fmt: skip
     assert match, outcome["reason"]
     done = int(match.group(1))
-    assert 1 <= done < 500 and outcome["epochs_done"] == done and outcome["epochs"] == 500
+    assert 1 <= done < 5000 and outcome["epochs_done"] == done and outcome["epochs"] == 5000
     assert match.group(2) == str(folder) and outcome["run"] == folder.name
     assert json.loads((folder / "status.json").read_text())["state"] == "interrupted"
     assert (folder / "checkpoint.pt").is_file()
@@ -196,7 +196,7 @@ def test_the_next_call_knows_the_stopped_run(budget_run: QueueRun, tmp_path: Pat
     (skipped,) = again["entries"]
     assert skipped["status"] == "skipped" and skipped["reason"].startswith("estimate 0.1 min > ")
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    left = (500 - max(r["epoch"] for r in metrics)) / 500
+    left = (5000 - max(r["epoch"] for r in metrics)) / 5000
     assert left < 1 and skipped["estimate_s"] == pytest.approx(6.0 * left)
 
 
@@ -224,7 +224,7 @@ def test_a_stopped_run_in_the_state_is_resumed_with_the_epochs_left(
     (skipped,) = summary["entries"]
     assert skipped["status"] == "skipped" and skipped["reason"].startswith("estimate 0.1 min > ")
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    left = (500 - max(r["epoch"] for r in metrics)) / 500
+    left = (5000 - max(r["epoch"] for r in metrics)) / 5000
     assert left < 1 and skipped["estimate_s"] == pytest.approx(6.0 * left)
     assert not (runs / "logs").exists()
 
