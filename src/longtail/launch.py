@@ -141,8 +141,8 @@ def end_together(shard: Shard, state: str | None) -> str | None:
     """Every rank, as its run ends: rank 0 says how (``state``), the others wait for its word.
 
     Rank 0's ``state`` ("complete", "failed", "interrupted") goes to the group's store; a rank > 0
-    whose own part ended well (``state`` "complete") waits for it and returns it; one that failed
-    (``state`` None) goes on at once (waiting could deadlock on a rank 0 still in a collective).
+    whose own part ended well (``state`` "complete") waits for it and returns it; any other
+    ``state`` goes on at once (waiting could deadlock on a rank 0 still in a collective).
     The wait is the store's, the GIL released: a gloo worker thread still dropping the last
     collective's tensors takes the GIL then, instead of at interpreter shutdown, where that is an
     abort ("terminate called without an active exception"; gloo's threads outlive
@@ -157,8 +157,8 @@ def end_together(shard: Shard, state: str | None) -> str | None:
     if shard.main:
         store.set(key, state or "failed")
         return state
-    if state is None:
-        return None
+    if state != "complete":
+        return state
     store.wait([key], END_WAIT)
     return store.get(key).decode()
 

@@ -147,8 +147,9 @@ def _quick_call(queue: Path, runs: Path, out: Path, **kw: Any) -> dict[str, Any]
 
 @pytest.fixture(scope="module")
 def budget_run(tmp_path_factory: pytest.TempPathFactory, recipe: Path) -> QueueRun:
-    """One 5000-epoch (on an idle CPU this net trains ~370 epochs in the 39 s: the epochs left must stay well over half) entry with a 6 s estimate, in a 60 s budget (its deadline: 39 s in, room for the
-    child to start and finish an epoch on a busy 2-core machine)."""
+    """One 5000-epoch entry with a 6 s estimate, in a 60 s budget (its deadline: 39 s in, room for the
+    child to start and finish an epoch on a busy 2-core machine). 5000: an idle CPU trains ~370 of
+    them in the 39 s, and the next calls' tests need well over half left (an estimate over 3 s)."""
     base = tmp_path_factory.mktemp("budget-run")
     entries = [entry("long", recipe, base / "r.json", overrides=["train.epochs=5000"],
                      minutes={"cpu": 0.1})]  # fmt: skip

@@ -227,8 +227,7 @@ def _run(
     finally:
         run.release()  # ended, failed or interrupted: the folder is free for a resume
         # torchrun: the ranks > 0 whose part went well wait for rank 0 to have written the folder
-        mine = ended if parts.shard.main or ended == "complete" else None
-        word = launch.end_together(parts.shard, mine)
+        word = launch.end_together(parts.shard, ended)
     if word != "complete":  # a rank > 0, told that rank 0 did not finish the folder
         raise LongtailError(f"rank 0 ended {run.path} {word}: its own error says why")
     return run.path
